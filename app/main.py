@@ -1,0 +1,34 @@
+"""The ASGI application: ``app.main:app``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+
+from app.api import errors, jurisdiction, pages, territory
+from app.api.deps import SessionDep
+from app.services.territory import level_counts
+from layers.offline import STATIC_DIR
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+app = FastAPI(
+    title="小散工程和零星作业安全生产纳管 · Small works safety supervision",
+    version="0.1.0",
+    description="Territory, jurisdiction and supervision of small construction and sporadic works.",
+)
+errors.install(app)
+app.include_router(territory.router)
+app.include_router(jurisdiction.router)
+app.include_router(pages.router)
+app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+@app.get("/health", tags=["meta"])
+def health(session: SessionDep):
+    """Liveness and what the database holds."""
+    session.execute(text("SELECT 1"))
+    return {"status": "ok", "territory": level_counts(session)}

@@ -1,0 +1,23 @@
+"""ORM models. Import everything here so Alembic sees the whole metadata."""
+
+from app.models.base import Base
+from app.models.audit import AuditEntry
+from app.models.territory import (
+    LEVEL_MODELS,
+    BoundaryImport,
+    Community,
+    District,
+    Grid,
+    Street,
+)
+
+__all__ = [
+    "Base",
+    "AuditEntry",
+    "BoundaryImport",
+    "District",
+    "Street",
+    "Community",
+    "Grid",
+    "LEVEL_MODELS",
+]

@@ -1,0 +1,57 @@
+"""Load the demo district (Futian, Shenzhen) shipped in ``grid_data/demo``.
+
+Idempotent: a level whose shipped file is already the source of the current units is skipped,
+so a second run costs a few queries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import BoundaryImport
+from app.models.territory import LEVELS
+from app.services.territory import import_level
+from grid_data.demo_data import demo_level_path
+from grid_data.importer import read_boundary_file
+
+log = logging.getLogger(__name__)
+
+
+def _fingerprint(path) -> str:
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return f"{path.name}#sha256:{digest}"
+
+
+def load_demo(
+    session: Session, *, progress: Callable[[str, str], None] | None = None
+) -> dict[str, str]:
+    """Import the four demo levels top-down; returns level → 'loaded' or 'up to date'."""
+    outcome: dict[str, str] = {}
+    for level in LEVELS:
+        path = demo_level_path(level)
+        source = f"grid_data/demo/{_fingerprint(path)}"
+        latest = session.scalar(
+            select(BoundaryImport.source_file)
+            .where(BoundaryImport.level == level)
+            .order_by(BoundaryImport.id.desc())
+            .limit(1)
+        )
+        if latest == source:
+            outcome[level] = "up to date"
+        else:
+            boundary = read_boundary_file(path, level=level)
+            boundary = type(boundary)(
+                level=level, frame=boundary.frame, source_file=source,
+                source_crs=boundary.source_crs,
+            )
+            result = import_level(session, boundary, actor="demo-loader")
+            session.commit()
+            outcome[level] = f"loaded {result.inserted}"
+        if progress:
+            progress(level, outcome[level])
+    return outcome

@@ -1,0 +1,136 @@
+"""Which district, street, community and grid a place belongs to.
+
+The rule (the same online here and in bulk in :mod:`gis.jurisdiction`): a point belongs to the
+covering grid with the smallest code; a point on a shared boundary is covered by both sides and
+so gets the smaller code, deterministically. A site polygon belongs to the grid it overlaps
+most (ties: smallest code). The higher levels follow the grid's parent codes, so the answer is
+always one consistent chain. Where no grid covers the place, each higher level is looked up on
+its own and the answer says ``outside`` with the levels that are missing: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app.models.territory import LEVEL_MODELS, LEVELS, PARENT_LEVEL
+
+CHILD_LEVEL = {p: c for c, p in PARENT_LEVEL.items() if p is not None}
+
+
+@dataclass
+class Unit:
+    code: str
+    name: str
+
+
+@dataclass
+class Jurisdiction:
+    district: Unit | None = None
+    street: Unit | None = None
+    community: Unit | None = None
+    grid: Unit | None = None
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def outside(self) -> bool:
+        return bool(self.missing)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outside"] = self.outside
+        return d
+
+
+def _covering(session: Session, level: str, geom_sql: str, params: dict, polygon: bool) -> Unit | None:
+    table = LEVEL_MODELS[level].__tablename__
+    if polygon:
+        sql = f"""
+            SELECT code, name FROM {table}
+            WHERE valid_to IS NULL AND ST_Intersects(geom, {geom_sql})
+            ORDER BY ST_Area(ST_Intersection(geom, {geom_sql})::geography) DESC, code
+            LIMIT 1"""
+    else:
+        sql = f"""
+            SELECT code, name FROM {table}
+            WHERE valid_to IS NULL AND ST_Covers(geom, {geom_sql})
+            ORDER BY code LIMIT 1"""
+    row = session.execute(text(sql), params).first()
+    return Unit(row.code, row.name) if row else None
+
+
+def _by_code(session: Session, level: str, code: str) -> Unit | None:
+    table = LEVEL_MODELS[level].__tablename__
+    row = session.execute(
+        text(f"SELECT code, name FROM {table} WHERE valid_to IS NULL AND code = :c"), {"c": code}
+    ).first()
+    return Unit(row.code, row.name) if row else None
+
+
+def _parent_code(session: Session, level: str, code: str) -> str | None:
+    if level == "district":
+        return None
+    table = LEVEL_MODELS[level].__tablename__
+    return session.scalar(
+        text(f"SELECT parent_code FROM {table} WHERE valid_to IS NULL AND code = :c"), {"c": code}
+    )
+
+
+def _resolve(session: Session, geom_sql: str, params: dict, polygon: bool) -> Jurisdiction:
+    result = Jurisdiction()
+    # Lowest level first: its parent chain answers the rest consistently.
+    for level in reversed(LEVELS):
+        if getattr(result, level) is not None:
+            continue
+        unit = _covering(session, level, geom_sql, params, polygon)
+        if unit is None:
+            result.missing.append(level)
+            continue
+        setattr(result, level, unit)
+        code, lvl = unit.code, level
+        while PARENT_LEVEL[lvl] is not None:
+            parent_code = _parent_code(session, lvl, code)
+            lvl = PARENT_LEVEL[lvl]
+            parent = _by_code(session, lvl, parent_code) if parent_code else None
+            if parent is None:
+                break
+            setattr(result, lvl, parent)
+            code = parent.code
+    result.missing = [lvl for lvl in LEVELS if getattr(result, lvl) is None]
+    return result
+
+
+def assign_point(session: Session, lon: float, lat: float) -> Jurisdiction:
+    """The jurisdiction of a WGS84 point."""
+    return _resolve(
+        session, "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)", {"lon": lon, "lat": lat}, False
+    )
+
+
+def assign_geometry(session: Session, geometry: dict[str, Any]) -> Jurisdiction:
+    """The jurisdiction of a GeoJSON geometry (WGS84): points by cover, polygons by overlap."""
+    polygon = geometry.get("type") in ("Polygon", "MultiPolygon")
+    geom_sql = "ST_SetSRID(ST_GeomFromGeoJSON(:gj), 4326)"
+    return _resolve(session, geom_sql, {"gj": json.dumps(geometry)}, polygon)
+
+
+def grid_locator(session: Session):
+    """A bulk locator over the current grids (built per call; cheap next to a bulk job)."""
+    from app.services.territory import current_units
+    from gis.jurisdiction import PolygonLocator
+
+    grids = current_units(session, "grid")
+    return PolygonLocator.from_geodataframe(grids, code_column="code"), grids
+
+
+def assign_points_bulk(
+    session: Session, lon: np.ndarray, lat: np.ndarray
+) -> list[str | None]:
+    """Grid codes for many points at once (None where outside every grid)."""
+    locator, _ = grid_locator(session)
+    return locator.assign_codes(np.asarray(lon, float), np.asarray(lat, float))
