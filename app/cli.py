@@ -24,6 +24,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(demo_app, name="demo")
 app.add_typer(jurisdiction_app, name="jurisdiction")
+from app.cli_projects import calendar_app, demo_activity, projects_app  # noqa: E402
+
+app.add_typer(projects_app, name="projects")
+app.add_typer(calendar_app, name="calendar")
+demo_app.command("activity")(demo_activity)
 
 console = Console()
 err = Console(stderr=True)
@@ -161,7 +166,9 @@ def boundaries_import(
 
 
 @demo_app.command("load")
-def demo_load():
+def demo_load(
+    activity: Annotated[bool, typer.Option(help="Also a year of synthetic registrations")] = True,
+):
     """Create the database if needed and load the demo district (quick when already loaded)."""
     from app.db import session_factory
     from app.dbsetup import init_database
@@ -172,7 +179,8 @@ def demo_load():
     except Exception as exc:
         _fail(f"database: {exc}")
     with session_factory()() as session:
-        load_demo(session, progress=lambda lvl, what: console.print(f"  {lvl:<10} {what}"))
+        load_demo(session, progress=lambda lvl, what: console.print(f"  {lvl:<10} {what}"),
+                  activity=activity)
     console.print("[green]demo district ready[/]")
 
 
@@ -234,7 +242,7 @@ def jurisdiction_assign(
     with Progress(console=err) as progress:
         task = progress.add_task("assigning", total=len(lon))
         for start in range(0, len(lon), chunk):
-            codes.extend(locator.assign_codes(lon[start:start + chunk], lat[start:start + chunk]))
+            codes.extend(locator.assign(lon[start:start + chunk], lat[start:start + chunk]).tolist())
             progress.advance(task, min(chunk, len(lon) - start))
     frame["grid_code"] = codes
     frame["community_code"] = [parent.get(c) if c else None for c in codes]

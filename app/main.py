@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
-from app.api import errors, jurisdiction, pages, territory
+from app.api import calendar as calendar_api
+from app.api import errors, jurisdiction, pages, projects, public, territory
 from app.api.deps import SessionDep
 from app.services.territory import level_counts
 from layers.offline import STATIC_DIR
@@ -24,7 +26,15 @@ errors.install(app)
 app.include_router(territory.router)
 app.include_router(jurisdiction.router)
 app.include_router(pages.router)
+app.include_router(projects.router)
+app.include_router(calendar_api.router)
+app.include_router(public.router)
 app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+@app.get("/favicon.ico", include_in_schema=False)
+def favicon():
+    return FileResponse(STATIC_DIR / "favicon.png", media_type="image/png")
 
 
 @app.get("/health", tags=["meta"])

@@ -30,6 +30,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from gis._errors import CRSError, GeometryError, GisError
+from gis.projection import to_metric
 
 __all__ = [
     "H3_RESOLUTIONS",
@@ -49,32 +50,15 @@ Bounds = tuple[float, float, float, float]
 
 
 # --------------------------------------------------------------------------------------------
-# CRS helpers (shared by gis.weights and gis.density)
+# Metric CRS helper (shared by gis.weights and gis.density)
 # --------------------------------------------------------------------------------------------
 
 
-def _utm_crs(lon: float, lat: float) -> pyproj.CRS:
-    """The WGS84 UTM zone CRS containing (lon, lat), e.g. EPSG:32650 for Shenzhen."""
-    if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
-        msg = f"({lon}, {lat}) is not a plausible (lon, lat) in degrees"
-        raise CRSError(msg)
-    zone = min(int((lon + 180.0) // 6.0) + 1, 60)
-    return pyproj.CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
-
-
 def _to_metric(data: gpd.GeoSeries | gpd.GeoDataFrame) -> gpd.GeoSeries | gpd.GeoDataFrame:
-    """``data`` in a metric CRS: as is when already projected, else the UTM zone of its centre."""
-    if data.crs is None:
-        msg = "the data has no CRS; set it (EPSG:4326 for lon/lat) before any metric work"
-        raise CRSError(msg)
-    if data.crs.is_projected:
+    """``data`` in a metric CRS: as is when already projected, else its UTM zone."""
+    if data.crs is not None and data.crs.is_projected:
         return data
-    geographic = data.to_crs(4326)
-    minx, miny, maxx, maxy = geographic.total_bounds
-    if not np.all(np.isfinite([minx, miny, maxx, maxy])):
-        msg = "cannot choose a metric CRS: the data has no finite coordinates"
-        raise GeometryError(msg)
-    return geographic.to_crs(_utm_crs((minx + maxx) / 2.0, (miny + maxy) / 2.0))
+    return to_metric(data)
 
 
 def _area_geometry(area: Bounds | BaseGeometry | gpd.GeoSeries | gpd.GeoDataFrame) -> gpd.GeoSeries:
@@ -90,7 +74,10 @@ def _area_geometry(area: Bounds | BaseGeometry | gpd.GeoSeries | gpd.GeoDataFram
         try:
             minx, miny, maxx, maxy = (float(v) for v in area)
         except (TypeError, ValueError) as exc:
-            msg = "the study area must be a polygon, a GeoSeries/GeoDataFrame or (minx, miny, maxx, maxy)"
+            msg = (
+                "the study area must be a polygon, a GeoSeries/GeoDataFrame "
+                "or (minx, miny, maxx, maxy)"
+            )
             raise GisError(msg) from exc
         if not (minx < maxx and miny < maxy):
             msg = f"bounds must be (minx, miny, maxx, maxy) with min < max, got {tuple(area)}"
@@ -329,7 +316,10 @@ def count_points(
             raise GisError(msg)
     missing = points_gdf.geometry.isna() | points_gdf.geometry.is_empty
     if missing.any():
-        msg = f"{int(missing.sum())} of {len(points_gdf)} points have no geometry; geocode or drop them"
+        msg = (
+            f"{int(missing.sum())} of {len(points_gdf)} points have no geometry; "
+            "geocode or drop them"
+        )
         raise GeometryError(msg)
     points = points_gdf if points_gdf.crs == units_gdf.crs else points_gdf.to_crs(units_gdf.crs)
     if weight is None:

@@ -161,6 +161,10 @@ def fdr(pvalues: ArrayLike, alpha: float = 0.05) -> NDArray[np.bool_]:
     if not (np.all(np.isfinite(p)) and p.min() >= 0.0 and p.max() <= 1.0):
         msg = "p-values must lie in [0, 1]"
         raise GisError(msg)
+    return _bh_mask(p, alpha)
+
+
+def _bh_mask(p: NDArray[np.float64], alpha: float) -> NDArray[np.bool_]:
     (cut_off,) = _bh_thresholds(p, (alpha,))
     return p <= cut_off
 
@@ -269,8 +273,9 @@ class GetisOrdGi:
     Gs, EGs, VGs : numpy.ndarray
         Statistic, its expectation and variance under the randomisation null.
     Zs : numpy.ndarray
-        ``(Gs - EGs) / sqrt(VGs)``; 0 for islands and for units whose null variance is
-        zero (every other value equal), where esda gives NaN.
+        ``(Gs - EGs) / sqrt(VGs)``; set to 0 for islands (no local test: esda gives NaN
+        for Gi and a self-only score for Gi*) and for units whose null variance is zero
+        (every other value equal; esda gives NaN).
     p_norm : numpy.ndarray
         One-sided normal p-value of ``|Zs|``, as esda.
     p_two_sided : numpy.ndarray
@@ -314,9 +319,9 @@ class GetisOrdGi:
             variance = mean_of_squares - mean * mean
             cardinality = np.asarray(matrix.sum(axis=1)).ravel()
             self.EGs = cardinality / n_others
-            self.VGs = (
-                cardinality * (n_others - cardinality) / (n_others - 1) / n_others**2
-            ) * (variance / mean**2)
+            self.VGs = (cardinality * (n_others - cardinality) / (n_others - 1) / n_others**2) * (
+                variance / mean**2
+            )
             zs = (self.Gs - self.EGs) / np.sqrt(self.VGs)
         # No test where the unit has no neighbour, or where the null has no spread (every
         # other value equal, so the neighbourhood sum is fixed).
@@ -411,9 +416,9 @@ class LocalMoran:
 
         high, lag_high = z > 0, lag > 0
         self.q = np.select([high & lag_high, ~high & lag_high, ~high & ~lag_high], [1, 2, 3], 4)
-        quadrant = np.array(["HH", "LH", "LL", "HL"])[self.q - 1]
+        quadrant = np.array(["HH", "LH", "LL", "HL"], dtype=object)[self.q - 1]
         quadrant[self.islands] = "island"
-        self.quadrant = quadrant
+        self.quadrant = quadrant.astype(str)
 
     def classes(self, *, alpha: float = 0.05, fdr: bool = True) -> NDArray[np.str_]:
         """LISA cluster classes: the quadrant where significant, else ``not_significant``.
@@ -424,7 +429,7 @@ class LocalMoran:
         tested = ~self.islands
         significant = np.zeros(self.n, dtype=bool)
         if fdr:
-            significant[tested] = globals()["fdr"](self.p_two_sided[tested], alpha)
+            significant[tested] = _bh_mask(self.p_two_sided[tested], alpha)
         else:
             significant = tested & (self.p_two_sided <= alpha)
         classes = np.where(significant, self.quadrant, "not_significant").astype(object)

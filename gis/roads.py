@@ -6,11 +6,13 @@ A patrol inspector walks, rides a patrol e-bike or drives. Each mode sees a diff
     Every road and footpath except motorways and trunk roads (and their links). One-way rules
     do not apply to pedestrians, so every one-way street gets its reverse direction.
 ``ebike``
-    No motorway or trunk road (closed to non-motor vehicles in Chinese cities), and no footway,
-    pedestrian street, steps, corridor or bridleway (riding on pavements and pedestrian streets
-    is prohibited). One-way rules are **kept on tertiary roads and above** (primary, secondary,
-    tertiary and their links): these are the roads where riding against traffic is enforced
-    and dangerous. On minor roads (residential, service, living street, unclassified, track,
+    No motorway (expressways are closed to non-motor vehicles), and no footway, pedestrian
+    street, steps, corridor or bridleway (riding on pavements and pedestrian streets is
+    prohibited). Urban trunk roads stay: in Chinese cities they carry non-motor lanes or side
+    roads, and without them a district falls apart (on the Futian graph, dropping trunk roads
+    cuts 56 of 186 km off the main component). One-way rules are **kept on tertiary roads and
+    above** (trunk, primary, secondary, tertiary and their links): these are the roads where
+    riding against traffic is enforced and dangerous. On minor roads (residential, service, living street, unclassified, track,
     cycleway, path) a patrol e-bike is assumed to ride both ways, as it does in practice and as
     OSM's ``oneway:bicycle=no`` usually says. Change :data:`EBIKE_ONEWAY_HIGHWAYS` through the
     ``ebike_oneway_highways`` option if a district rules otherwise.
@@ -74,6 +76,8 @@ DEFAULT_SPEEDS_KMH = {"walk": 4.5, "ebike": 15.0, "car": 25.0}
 
 EBIKE_ONEWAY_HIGHWAYS = frozenset(
     {
+        "trunk",
+        "trunk_link",
         "primary",
         "primary_link",
         "secondary",
@@ -112,8 +116,6 @@ _MODE_EXCLUDED = {
         {
             "motorway",
             "motorway_link",
-            "trunk",
-            "trunk_link",
             "footway",
             "pedestrian",
             "steps",

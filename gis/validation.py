@@ -1,34 +1,39 @@
-"""Validation of one territory level (districts, streets, communities or grids) before import.
+r"""Validation of one territory level (districts, streets, communities or grids) before import.
 
 :func:`validate_level` takes the level's units (EPSG:4326, columns ``code``, ``name`` and
 ``parent_code``) and, optionally, the parent level, and returns a :class:`ValidationReport`:
-a list of :class:`Issue` plus the repaired frame. Areas are in m², measured in the UTM zone
-of the data (:func:`gis.projection.local_metric_crs`); issue geometries are in EPSG:4326.
+a list of :class:`Issue` plus the repaired frame.
+
+Unions, differences and intersections run on the WGS84 geometries as stored, whose edges are
+straight lines in lon/lat (as PostGIS ``geometry(4326)`` sees them): projected first, a long
+edge would bow away from its neighbour's vertices and open false slivers. Areas (m²) and
+distances are measured in the UTM zone of the data (:func:`gis.projection.local_metric_crs`);
+issue geometries are in EPSG:4326.
 
 Issue kinds
 -----------
-========================  ========  ==============================================================
-kind                      severity  meaning
-========================  ========  ==============================================================
-``missing_field``         error     a required column is absent, or a unit has no name
-``bad_code``              error     a code is not a well-formed code of the level (gis.codes)
-``duplicate_code``        error     several units share one code
-``parent_mismatch``       error     a code does not extend its ``parent_code``, or the
-                                    ``parent_code`` is not in the parent layer
-``empty_geometry``        error     no geometry, or an empty one
-``not_polygonal``         error /   nothing polygonal (error); or a collection whose
-                          warning   non-polygonal parts were dropped (warning)
-``invalid_geometry``      warning   repaired with ``shapely.make_valid`` (polygonal parts kept),
-                                    with GEOS's reason; error if nothing polygonal survives
-``gap``                   warning   a "blind spot": part of a parent covered by no child, or
-                                    without a parent layer a hole of the level's union that is
-                                    not a hole of any single unit (an enclave of another area)
-``overlap``               warning   the shared area of two siblings (same ``parent_code``)
-``outside_parent``        warning   the part of a unit outside its parent
-``sliver``                warning   a gap, overlap or whole unit smaller than ``sliver_area_m2``
-========================  ========  ==============================================================
+======================  =========  ===============================================================
+kind                    severity   meaning
+======================  =========  ===============================================================
+``missing_field``       error      a required column is absent, or a unit has no name
+``bad_code``            error      a code is not a well-formed code of the level (gis.codes)
+``duplicate_code``      error      several units share one code
+``parent_mismatch``     error      a code does not extend its ``parent_code``, or the
+                                   ``parent_code`` is not in the parent layer
+``empty_geometry``      error      no geometry, or an empty one
+``not_polygonal``       error /    nothing polygonal (error); or a collection whose
+                        warning    non-polygonal parts were dropped (warning)
+``invalid_geometry``    warning    repaired with ``shapely.make_valid`` (polygonal parts kept),
+                                   with GEOS's reason; error if nothing polygonal survives
+``gap``                 warning *  a "blind spot": part of a parent covered by no child, or
+                                   without a parent layer a hole of the level's union that is
+                                   not a hole of any single unit (an enclave of another area)
+``overlap``             warning *  the shared area of two siblings (same ``parent_code``)
+``outside_parent``      warning *  the part of a unit outside its parent
+``sliver``              warning    a gap, overlap or whole unit smaller than ``sliver_area_m2``
+======================  =========  ===============================================================
 
-A gap, overlap or outside part of ``major_area_m2`` (1 ha) or more is an error: a hectare
+\* A gap, overlap or outside part of ``major_area_m2`` (1 ha) or more is an error: a hectare
 that no grid answers for, or that two answer for, breaks "no blind spots" (无盲区管控).
 
 Slivers have ``kind='sliver'`` and say what they are a sliver of in ``Issue.sliver_of``
@@ -48,7 +53,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import geopandas as gpd
@@ -89,7 +94,8 @@ class Issue:
     area_m2
         The area concerned, for spatial issues; None otherwise.
     geometry
-        Where the problem is (EPSG:4326), or None.
+        Where the problem is (EPSG:4326): the gap, overlap or outside part, the repaired or
+        offending unit; None for issues about attributes (codes, names, fields).
     sliver_of
         For ``kind='sliver'``: ``'gap'``, ``'overlap'`` or ``'unit'``; otherwise None.
     """
@@ -220,21 +226,25 @@ def _as_wgs84(frame: gpd.GeoDataFrame, what: str) -> gpd.GeoDataFrame:
 
 
 class _Checker:
-    """Holds the state of one validation; each ``_check_*`` method appends issues."""
+    """Holds the state of one validation; each ``check_*`` method appends issues."""
 
     def __init__(self, units: gpd.GeoDataFrame, level: str, options: dict[str, Any]) -> None:
         self.units = units
         self.level = level
         self.opt = options
         self.issues: list[Issue] = []
+        self.bad_codes: set[str] = set()  # labels of the units whose code is malformed
         self.labels = [
             c if isinstance(c, str) and c.strip() else f"row {idx}"
             for idx, c in zip(units.index, self._column("code"), strict=True)
         ]
+        # Topology (unions, differences) runs on the stored WGS84 geometries, whose edges are
+        # straight in lon/lat: projected, a long edge would bow away from the vertices of its
+        # neighbour and open false slivers. Only areas and distances use the metric CRS.
         self.crs: CRS | None = None
-        self.metric: np.ndarray = np.array([], dtype=object)  # usable geometries, metric CRS
-        self.metric_rows: np.ndarray = np.array([], dtype=int)  # their row positions
-        self.metric_issues: list[int] = []  # issues whose geometry is in the metric CRS
+        self.geoms: np.ndarray = np.array([], dtype=object)  # usable geometries, WGS84
+        self.metric: np.ndarray = np.array([], dtype=object)  # the same, metric CRS
+        self.rows: np.ndarray = np.array([], dtype=int)  # their row positions
 
     def _column(self, name: str) -> list[Any]:
         if name in self.units.columns:
@@ -242,8 +252,6 @@ class _Checker:
         return [None] * len(self.units)
 
     def add(self, kind: str, severity: str, codes, message: str, **extra: Any) -> None:
-        if extra.get("area_m2") is not None:
-            self.metric_issues.append(len(self.issues))
         self.issues.append(Issue(kind, severity, tuple(codes), message, **extra))
 
     def check_fields(self, has_parent: bool) -> None:
@@ -267,6 +275,7 @@ class _Checker:
             try:
                 validate_code(code, self.level, scheme=self.opt["scheme"])
             except GisError as exc:
+                self.bad_codes.add(label)
                 self.add("bad_code", ERROR, (label,), str(exc))
         names = self._column("name")
         by_code: dict[str, list[int]] = defaultdict(list)
@@ -293,7 +302,7 @@ class _Checker:
             if parent_codes is not None and pcode not in parent_codes:
                 msg = f"parent_code {pcode} of {label} is not in the parent layer"
                 self.add("parent_mismatch", ERROR, (label, str(pcode)), msg)
-            if index == 0 or label != code:
+            if index == 0 or label in self.bad_codes or label != code:
                 continue  # districts have no parent level; bad codes are reported already
             if not extends(code, pcode, self.level, scheme=scheme):
                 parent_level = LEVELS[index - 1]
@@ -341,28 +350,22 @@ class _Checker:
         repaired_frame[repaired_frame.geometry.name] = gpd.GeoSeries(
             fixed, index=self.units.index, crs=4326
         )
-        self.metric_rows = np.flatnonzero(usable)
+        self.rows = np.flatnonzero(usable)
         if usable.any():
-            self.crs = local_metric_crs(repaired_frame.iloc[self.metric_rows])
-            self.metric = self.project(fixed[usable])
+            self.crs = local_metric_crs(repaired_frame.iloc[self.rows])
+            self.geoms = fixed[usable]
+            self.metric = self.project(self.geoms)
             for k, area in enumerate(shapely.area(self.metric)):
                 if area < self.opt["sliver_area_m2"]:
-                    label = self.labels[self.metric_rows[k]]
+                    label = self.labels[self.rows[k]]
                     msg = f"{self.level} {label} covers only {_fmt_area(area)}"
-                    extra = {
-                        "area_m2": float(area),
-                        "geometry": self.metric[k],
-                        "sliver_of": "unit",
-                    }
+                    extra = {"area_m2": float(area), "geometry": self.geoms[k], "sliver_of": "unit"}
                     self.add("sliver", WARNING, (label,), msg, **extra)
         return repaired_frame
 
-    def project(self, geoms: np.ndarray) -> np.ndarray:
-        """WGS84 geometries to the metric CRS, re-validated (projection can pinch a ring)."""
-        out = np.asarray(gpd.GeoSeries(geoms, crs=4326).to_crs(self.crs).values, dtype=object)
-        bad = ~shapely.is_valid(out)
-        out[bad] = [_polygonal(g) for g in shapely.make_valid(out[bad])]
-        return out
+    def project(self, geoms) -> np.ndarray:
+        """WGS84 geometries in the metric CRS."""
+        return np.asarray(gpd.GeoSeries(geoms, crs=4326).to_crs(self.crs).values, dtype=object)
 
     def area_issue(self, kind: str, codes, geom, area: float, what: str) -> None:
         """A gap, overlap or outside part: a sliver, a warning, or an error if major."""
@@ -376,11 +379,11 @@ class _Checker:
     def siblings_key(self) -> list[Any]:
         if "parent_code" in self.units.columns:
             pcodes = self._column("parent_code")
-            return [pcodes[pos] for pos in self.metric_rows]
-        return [None] * len(self.metric_rows)
+            return [pcodes[pos] for pos in self.rows]
+        return [None] * len(self.rows)
 
     def check_overlaps(self) -> None:
-        geoms = self.metric
+        geoms = self.geoms
         i, j = shapely.STRtree(geoms).query(geoms, predicate="intersects")
         keep = i < j
         key = self.siblings_key()
@@ -388,43 +391,50 @@ class _Checker:
         i, j = i[keep], j[keep]
         inner = shapely.relate_pattern(geoms[i], geoms[j], "T********")
         i, j = i[inner], j[inner]
-        shared = shapely.intersection(geoms[i], geoms[j])
-        for a, b, geom in zip(i, j, shared, strict=True):
-            geom = _polygonal(geom)
-            area = float(geom.area)
+        shared = [_polygonal(g) for g in shapely.intersection(geoms[i], geoms[j])]
+        for a, b, geom, area in zip(i, j, shared, shapely.area(self.project(shared)), strict=True):
             if area > 0:
-                ca, cb = self.labels[self.metric_rows[a]], self.labels[self.metric_rows[b]]
+                ca, cb = self.labels[self.rows[a]], self.labels[self.rows[b]]
                 what = f"overlap of {_fmt_area(area)} between {ca} and {cb}"
-                self.area_issue("overlap", (ca, cb), geom, area, what)
+                self.area_issue("overlap", (ca, cb), geom, float(area), what)
 
     def check_gaps(self, parents: dict[str, BaseGeometry] | None) -> None:
-        geoms = self.metric
         if parents is None:
-            holes = _union_holes(geoms)
-            gaps = [(None, g) for g in holes]
+            gaps = [(None, g) for g in _union_holes(self.geoms)]
         else:
             members: dict[str, list[int]] = defaultdict(list)
             for k, pcode in enumerate(self.siblings_key()):
                 members[pcode].append(k)
             gaps = []
             for pcode, pgeom in parents.items():
-                covered = shapely.union_all(geoms[members.get(pcode, [])])
-                rest = shapely.get_parts(shapely.difference(pgeom, covered))
+                children = self.geoms[members.get(pcode, [])]
+                covered = shapely.union_all(children)
+                # Holes inside the children's union are gaps one by one, however small (an
+                # overlay would merge or drop the micro-slivers); the rest of the parent that
+                # the filled union leaves uncovered is gap too.
+                filled = shapely.union_all(
+                    [shapely.Polygon(p.exterior) for p in shapely.get_parts(covered)
+                     if p.geom_type == "Polygon"]
+                )
+                inner = [h for h in _union_holes(children) if h.intersects(pgeom)]
+                rest = shapely.get_parts(shapely.difference(pgeom, filled))
+                gaps += [(pcode, g) for g in inner]
                 gaps += [(pcode, g) for g in rest if g.geom_type == "Polygon" and g.area > 0]
         if not gaps:
             return
-        gap_geoms = np.array([g for _, g in gaps], dtype=object)
-        gi, ui = shapely.STRtree(geoms).query(gap_geoms, predicate="dwithin", distance=_TOUCH_M)
+        gap_metric = self.project([g for _, g in gaps])
+        gi, ui = shapely.STRtree(self.metric).query(
+            gap_metric, predicate="dwithin", distance=_TOUCH_M
+        )
         beside: dict[int, list[str]] = defaultdict(list)
         for g, u in zip(gi, ui, strict=True):
-            beside[int(g)].append(self.labels[self.metric_rows[u]])
-        for k, (pcode, geom) in enumerate(gaps):
-            area = float(geom.area)
+            beside[int(g)].append(self.labels[self.rows[u]])
+        for k, ((pcode, geom), area) in enumerate(zip(gaps, shapely.area(gap_metric), strict=True)):
             where = f" in {pcode}" if pcode is not None else ""
             near = f" beside {', '.join(beside[k])}" if beside[k] else ""
             codes = ((pcode,) if pcode is not None else ()) + tuple(beside[k])
             what = f"gap of {_fmt_area(area)}{where} covered by no {self.level}{near}"
-            self.area_issue("gap", codes, geom, area, what)
+            self.area_issue("gap", codes, geom, float(area), what)
 
     def check_outside(self, parents: dict[str, BaseGeometry]) -> None:
         key = self.siblings_key()
@@ -432,16 +442,16 @@ class _Checker:
         if not rows:
             return
         inside = np.array([parents[key[k]] for k in rows], dtype=object)
-        outside = shapely.difference(self.metric[rows], inside)
-        areas = shapely.area(self.metric[rows])
-        for k, geom, total in zip(rows, outside, areas, strict=True):
-            out = float(shapely.area(geom))
+        outside = shapely.difference(self.geoms[rows], inside)
+        out_areas = shapely.area(self.project(outside))
+        totals = shapely.area(self.metric[rows])
+        for k, geom, out, total in zip(rows, outside, out_areas, totals, strict=True):
             share = out / total if total > 0 else 0.0
             if out < self.opt["outside_tol_m2"] and share < self.opt["outside_tol_share"]:
                 continue  # numerical noise along a shared boundary
-            label = self.labels[self.metric_rows[k]]
+            label = self.labels[self.rows[k]]
             what = f"{_fmt_area(out)} ({share:.2%}) of {label} lies outside its parent {key[k]}"
-            self.area_issue("outside_parent", (label, key[k]), geom, out, what)
+            self.area_issue("outside_parent", (label, key[k]), geom, float(out), what)
 
 
 def _holes(geoms: np.ndarray) -> np.ndarray:
@@ -526,24 +536,12 @@ def validate_level(
         if parent is not None:
             usable = parent[~(parent.geometry.isna() | parent.geometry.is_empty)]
             usable = usable.drop_duplicates("code")
-            projected = checker.project(np.asarray(usable.geometry.values, dtype=object))
-            parent_geoms = dict(zip(usable["code"], projected, strict=True))
+            repaired_parents = [_polygonal(shapely.make_valid(g)) for g in usable.geometry]
+            parent_geoms = dict(zip(usable["code"], repaired_parents, strict=True))
         checker.check_overlaps()
         if parent_geoms is None or "parent_code" in units.columns:
             checker.check_gaps(parent_geoms)
         if parent_geoms is not None:
             checker.check_outside(parent_geoms)
-    issues = _issues_to_wgs84(checker.issues, checker.metric_issues, checker.crs)
-    logger.info("validated %d %s units: %d issues", len(units), level, len(issues))
-    return ValidationReport(level, issues, repaired, checker.crs)
-
-
-def _issues_to_wgs84(issues: list[Issue], metric: list[int], crs: CRS | None) -> list[Issue]:
-    """The issues at positions ``metric`` with their geometry taken from ``crs`` to EPSG:4326."""
-    if not metric or crs is None:
-        return issues
-    back = gpd.GeoSeries([issues[k].geometry for k in metric], crs=crs).to_crs(4326).values
-    out = list(issues)
-    for k, geom in zip(metric, back, strict=True):
-        out[k] = replace(issues[k], geometry=geom)
-    return out
+    logger.info("validated %d %s units: %d issues", len(units), level, len(checker.issues))
+    return ValidationReport(level, checker.issues, repaired, checker.crs)

@@ -14,7 +14,8 @@ Builders:
   :func:`gis.aggregation.fishnet_units` (row/column arithmetic), and an STRtree otherwise;
 - :func:`h3_weights` and :func:`fishnet_weights` for those paths directly;
 - :func:`distance_band_weights` (metres, inclusive) and :func:`knn_weights`;
-- :func:`read_gal` for GAL files (the PySAL reference data).
+- :func:`read_gal` for GAL files (the PySAL reference data);
+- :func:`connect_islands` to give islands their nearest units as neighbours.
 
 An *island* is a unit without a neighbour. Local statistics cannot test an island, so the
 estimators in :mod:`gis.hotspots` give it the class ``"island"``; ``n_components`` counts
@@ -49,6 +50,7 @@ __all__ = [
     "fishnet_weights",
     "distance_band_weights",
     "knn_weights",
+    "connect_islands",
     "read_gal",
 ]
 
@@ -138,7 +140,7 @@ class Weights:
         return (self.sparse != self.sparse.T).nnz == 0
 
     def transformed(self, transform: Transform) -> Weights:
-        """A copy with ``transform`` applied: ``"B"`` binary, ``"R"`` rows sum to 1, ``"O"`` as is."""
+        """A copy with ``transform`` applied: ``"B"`` binary, ``"R"`` rows sum to 1."""
         if transform not in ("O", "B", "R"):
             msg = f"transform must be 'O', 'B' or 'R', got {transform!r}"
             raise GisError(msg)
@@ -426,6 +428,58 @@ def knn_weights(
     return _from_pairs(np.repeat(np.arange(n), k), neighbours.ravel(), index)
 
 
+def connect_islands(
+    w: Weights,
+    units: gpd.GeoDataFrame | gpd.GeoSeries | ArrayLike,
+    *,
+    k: int = 1,
+) -> Weights:
+    """Weights in which every island is linked, both ways, to its ``k`` nearest units.
+
+    Use it when islands (a grid across a river, an isolated community) must take part in
+    the test rather than be reported as ``island``; say so with the map. Distances are
+    between centroids, in metres.
+
+    Parameters
+    ----------
+    w
+        Weights with islands (returned unchanged without any).
+    units
+        The units of ``w``, indexed by its ids (a GeoDataFrame/GeoSeries with a CRS), or an
+        ``(n, 2)`` array of metric coordinates in the row order of ``w``.
+    k
+        Neighbours given to each island.
+    """
+    if not w.island_mask.any():
+        return w
+    if isinstance(units, gpd.GeoDataFrame | gpd.GeoSeries):
+        if not (units.index.is_unique and len(units) == w.n and units.index.isin(w.ids).all()):
+            msg = "units must be indexed by the ids of the weights"
+            raise GisError(msg)
+        units = units.loc[w.ids]
+    xy, _ = _metric_coords(units, list(w.ids))
+    if len(xy) != w.n:
+        msg = f"{len(xy)} coordinates for {w.n} units"
+        raise GisError(msg)
+    if not 1 <= k < w.n:
+        msg = f"k must be between 1 and n - 1 = {w.n - 1}, got {k}"
+        raise GisError(msg)
+    islands = np.flatnonzero(w.island_mask)
+    _, nearest = cKDTree(xy).query(xy[islands], k=k + 1)
+    is_self = nearest == islands[:, None]
+    is_self[~is_self.any(axis=1), -1] = True
+    targets = nearest[~is_self].reshape(len(islands), k).ravel()
+    sources = np.repeat(islands, k)
+    links = sp.csr_matrix(
+        (np.ones(2 * len(sources)), (np.r_[sources, targets], np.r_[targets, sources])),
+        shape=(w.n, w.n),
+    )
+    links.data[:] = 1.0  # two islands nearest to each other: one link, not two
+    base = _apply_transform(w.sparse, "B") if w.transform == "R" else w.sparse
+    joined = Weights(base.maximum(links), w.ids, "B" if w.transform == "R" else w.transform)
+    return joined.transformed("R") if w.transform == "R" else joined
+
+
 # --------------------------------------------------------------------------------------------
 # GAL files
 # --------------------------------------------------------------------------------------------
@@ -449,22 +503,22 @@ def read_gal(path: str | PathLike[str]) -> Weights:
     unit_ids: list[str] = []
     neighbours: list[list[str]] = []
     line = 0
-    try:
-        for _ in range(n):
+    for record in range(1, n + 1):
+        try:
             unit_id, count = body[line][0], int(body[line][1])
+        except (IndexError, ValueError) as exc:
+            msg = f"{path}: malformed GAL file at record {record} of {n}"
+            raise GisError(msg) from exc
+        line += 1
+        listed: list[str] = []
+        if count:
+            listed = body[line] if line < len(body) else []
             line += 1
-            listed: list[str] = []
-            if count:
-                listed = body[line]
-                line += 1
-            if len(listed) != count:
-                msg = f"{path}: unit {unit_id} announces {count} neighbours, lists {len(listed)}"
-                raise GisError(msg)
-            unit_ids.append(unit_id)
-            neighbours.append(listed)
-    except (IndexError, ValueError) as exc:
-        msg = f"{path}: malformed GAL file near record {len(unit_ids) + 1} of {n}"
-        raise GisError(msg) from exc
+        if len(listed) != count:
+            msg = f"{path}: unit {unit_id} announces {count} neighbours, lists {len(listed)}"
+            raise GisError(msg)
+        unit_ids.append(unit_id)
+        neighbours.append(listed)
     if line != len(body):
         msg = f"{path}: {len(body) - line} lines after the {n} records the header announces"
         raise GisError(msg)

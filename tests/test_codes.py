@@ -132,14 +132,17 @@ def test_dongcheng_communities_extend_their_streets(hierarchy):
 def test_all_sample_districts_are_consistent(hierarchy):
     # Every row of the 13 districts: the code is valid for its rank and extends its parent.
     levels = {"3": "district", "4": "street", "5": "community"}
-    for code, parent, rank in zip(hierarchy["code"], hierarchy["parent"], hierarchy["rank"]):
+    columns = (hierarchy["code"], hierarchy["parent"], hierarchy["rank"])
+    for code, parent, rank in zip(*columns, strict=True):
         assert level_of(code) == levels[rank]
         if rank != "3":
             assert extends(code, parent, levels[rank]), (code, parent)
 
 
 def test_nine_digit_street_codes_normalise(realdata):
-    path = realdata / "china_admin_vonng_adcode" / "streets_2023_modood_shenzhen_xiamen_dongcheng.csv"
+    path = (
+        realdata / "china_admin_vonng_adcode" / "streets_2023_modood_shenzhen_xiamen_dongcheng.csv"
+    )
     streets = pd.read_csv(path, dtype=str)
     assert (streets["code"].str.len() == 9).all()
     for code, area in zip(streets["code"], streets["areaCode"], strict=True):

@@ -14,7 +14,6 @@ from alembic.migration import MigrationContext
 from shapely.geometry import Polygon, box
 from sqlalchemy import func, select, text
 
-from app.migrations.env import include_object  # noqa: F401  (imported for its filter)
 from app.models import Base, BoundaryImport, Grid
 from app.services import jurisdiction, territory
 from app.services.territory import ImportRefused, import_level
@@ -71,22 +70,28 @@ def test_point_inside_a_grid_gets_the_whole_chain(session):
     assert result.district.code == code[:6] + "000000"
 
 
-def _shared_edge_point(rows):
-    tree = shapely.STRtree([g for _, _, g in rows])
-    for i, (code_a, _, geom_a) in enumerate(rows):
+def _shared_vertex(rows):
+    """A vertex two grids share (exactly representable, so covered by both)."""
+    geoms = [g for _, _, g in rows]
+    tree = shapely.STRtree(geoms)
+    for geom_a in geoms:
         for j in tree.query(geom_a, predicate="touches"):
-            shared = shapely.intersection(geom_a, rows[j][2])
-            line = shapely.line_merge(shapely.get_parts(shared)[0]) if not shared.is_empty else None
-            if line is not None and line.geom_type == "LineString" and line.length > 1e-5:
-                return line.interpolate(0.5, normalized=True), {code_a, rows[j][0]}
+            shared = shapely.intersection(geom_a, geoms[j])
+            for part in shapely.get_parts(shared):
+                if part.geom_type == "LineString":
+                    coords = list(part.coords)
+                    point = shapely.Point(coords[len(coords) // 2])
+                    covering = [c for c, _, g in rows if g.covers(point)]
+                    if len(covering) >= 2:
+                        return point, covering
     raise AssertionError("no two grids share an edge")
 
 
 def test_point_on_a_shared_boundary_gets_the_smaller_code_online_and_in_bulk(session):
     rows = _grid_rows(session, 60)
-    point, codes = _shared_edge_point(rows)
+    point, covering = _shared_vertex(rows)
     online = jurisdiction.assign_point(session, point.x, point.y)
-    assert online.grid.code == min(codes)
+    assert online.grid.code == min(covering)
     bulk = jurisdiction.assign_points_bulk(session, np.array([point.x]), np.array([point.y]))
     assert bulk == [online.grid.code]
 

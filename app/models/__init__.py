@@ -2,6 +2,7 @@
 
 from app.models.base import Base
 from app.models.audit import AuditEntry
+from app.models.project import CalendarDay, Estate, Project, SpecialPlace
 from app.models.territory import (
     LEVEL_MODELS,
     BoundaryImport,
@@ -20,4 +21,8 @@ __all__ = [
     "Community",
     "Grid",
     "LEVEL_MODELS",
+    "Project",
+    "SpecialPlace",
+    "Estate",
+    "CalendarDay",
 ]

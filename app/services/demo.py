@@ -28,9 +28,18 @@ def _fingerprint(path) -> str:
 
 
 def load_demo(
-    session: Session, *, progress: Callable[[str, str], None] | None = None
+    session: Session,
+    *,
+    progress: Callable[[str, str], None] | None = None,
+    activity: bool = False,
+    activity_seed: int = 1,
+    activity_year: int | None = None,
 ) -> dict[str, str]:
-    """Import the four demo levels top-down; returns level → 'loaded' or 'up to date'."""
+    """Import the four demo levels top-down; returns level → 'loaded' or 'up to date'.
+
+    Then the synthetic estates and special places (quick), and with ``activity`` a year of
+    synthetic registrations (:mod:`app.services.activity`; a few seconds).
+    """
     outcome: dict[str, str] = {}
     for level in LEVELS:
         path = demo_level_path(level)
@@ -54,4 +63,22 @@ def load_demo(
             outcome[level] = f"loaded {result.inserted}"
         if progress:
             progress(level, outcome[level])
+    from app.config import get_settings
+    from app.services.places import load_demo_layers
+
+    district = get_settings().demo_district
+    layers = load_demo_layers(session, district_code=district)
+    session.commit()
+    outcome["layers"] = f"loaded {layers}" if any(layers.values()) else "up to date"
+    if progress:
+        progress("layers", outcome["layers"])
+    if activity:
+        from app.services.activity import generate_activity
+
+        result = generate_activity(session, seed=activity_seed, year=activity_year,
+                                   district_code=district)
+        session.commit()
+        outcome["activity"] = result.summary()
+        if progress:
+            progress("activity", outcome["activity"])
     return outcome

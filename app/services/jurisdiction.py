@@ -125,7 +125,7 @@ def grid_locator(session: Session):
     from gis.jurisdiction import PolygonLocator
 
     grids = current_units(session, "grid")
-    return PolygonLocator.from_geodataframe(grids, code_column="code"), grids
+    return PolygonLocator.from_frame(grids, code_column="code"), grids
 
 
 def assign_points_bulk(
@@ -133,4 +133,4 @@ def assign_points_bulk(
 ) -> list[str | None]:
     """Grid codes for many points at once (None where outside every grid)."""
     locator, _ = grid_locator(session)
-    return locator.assign_codes(np.asarray(lon, float), np.asarray(lat, float))
+    return locator.assign(np.asarray(lon, float), np.asarray(lat, float)).tolist()

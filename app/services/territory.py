@@ -15,7 +15,7 @@ from typing import Any
 
 import geopandas as gpd
 import shapely
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, literal_column, select, text, update
 from sqlalchemy.orm import Session
 
 from app.models import LEVEL_MODELS, BoundaryImport
@@ -74,11 +74,14 @@ def validate_frame(
     """Validate a level read from a file against the parents now in the database."""
     parent_level = PARENT_LEVEL[boundary.level]
     parent = None
-    if parent_level is not None:
+    frame = boundary.frame
+    if parent_level is None:
+        frame = frame.drop(columns=["parent_code"], errors="ignore")
+    else:
         parent_codes = sorted(set(boundary.frame["parent_code"]))
         parent = current_units(session, parent_level, codes=parent_codes)
     return validate_level(
-        boundary.frame, level=boundary.level, parent=parent, sliver_area_m2=sliver_m2
+        frame, level=boundary.level, parent=parent, sliver_area_m2=sliver_m2
     )
 
 
@@ -144,7 +147,8 @@ def import_level(
             "import_id": record.id,
         }
         for code, name, parent, geom in zip(
-            frame["code"], frame["name"], frame["parent_code"], frame.geometry, strict=True
+            frame["code"], frame["name"], frame.get("parent_code", [None] * len(frame)),
+            frame.geometry, strict=True,
         )
     ]
     parent_col = "parent_code, " if boundary.level != "district" else ""
@@ -217,7 +221,7 @@ def level_geojson(
         # Topology-preserving per unit; at map scales where this matters, shared edges
         # drift by less than a pixel.
         geom = func.ST_SimplifyPreserveTopology(geom, simplify_m / 111_000.0)
-    parent = model.parent_code if level != "district" else text("NULL")
+    parent = model.parent_code if level != "district" else literal_column("NULL")
     stmt = select(
         model.code,
         model.name,
