@@ -29,6 +29,7 @@ import resource
 import statistics
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -203,6 +204,14 @@ def main() -> int:
     assigned_idx = np.array([-1 if c is None else code_index[c] for c in assigned])
     rows.append(("PolygonLocator.assign (codes)", seconds, assigned_idx))
 
+    tracemalloc.start()  # numpy allocations only (GEOS memory is not traced)
+    PolygonLocator(grids, codes)
+    build_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    locator.locate(x, y)
+    locate_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+
     frame = gpd.GeoDataFrame({"code": codes}, geometry=grids, crs=4326)
     point_frame = gpd.GeoDataFrame(geometry=points, crs=4326)
 
@@ -228,6 +237,10 @@ def main() -> int:
         f"cell {locator.cell_size * 1e5:.2f}e-5 deg, {locator.n_boundary_cells} boundary cells "
         f"({locator.n_single_edge_cells} single-edge), lookup structures "
         f"{locator.nbytes / 2**20:.0f} MiB"
+    )
+    print(
+        f"numpy peak memory: build {build_peak / 2**20:.0f} MiB, "
+        f"locate of {n} points {locate_peak / 2**20:.0f} MiB"
     )
     print(note)
     header = f"{'method':36s} {'seconds':>9s} {'points/s':>12s} {'x sjoin':>9s} {'x PostGIS':>10s} "

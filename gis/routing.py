@@ -1015,16 +1015,17 @@ def _reinsert(
     dropped: dict[int, str],
     t_stop: float,
 ) -> None:
-    """Put sites dropped for a break (and unserved mandatory ones) back where they fit.
+    """Put unserved sites back where they fit, after breaks have been placed.
 
-    Cheapest feasible insertion, trying the few cheapest positions of each route; it stops
-    at ``t_stop`` (wall clock).
+    Mandatory sites first, then by value; cheapest feasible insertion, trying the few
+    cheapest positions of each route. It stops at ``t_stop`` (wall clock).
     """
     served = {s for seq in seqs for s in seq}
-    todo = set(dropped) | {
-        s for s in range(len(prob.sites)) if prob.sites[s].mandatory and ok[:, s].any()
-    }
-    order = sorted(todo - served, key=lambda s: (not prob.sites[s].mandatory, -prob.sites[s].value))
+    todo = {s for s in range(len(prob.sites)) if ok[:, s].any() and s not in served}
+    order = sorted(
+        todo,
+        key=lambda s: (not prob.sites[s].mandatory, s not in dropped, -prob.sites[s].value),
+    )
     for s in order:
         site = prob.sites[s]
         best = None
@@ -1208,7 +1209,7 @@ def plan_day(
         for k, insp in enumerate(prob.inspectors)
     ]
     if dropped or label != "pyvrp":
-        _reinsert(prob, ok, seqs, n_fixed, dropped, t0 + deadline_s - 0.05)
+        _reinsert(prob, ok, seqs, n_fixed, dropped, t0 + deadline_s - _POST_MARGIN_S / 2)
     routes = []
     for k in range(len(prob.inspectors)):
         timed = _schedule(prob, k, seqs[k], n_fixed[k])

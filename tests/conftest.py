@@ -61,8 +61,12 @@ def db_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def engine(db_url: str) -> Engine:
-    return create_engine(db_url)
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = create_engine(db_url)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
 
 
 @pytest.fixture

@@ -65,7 +65,14 @@ def test_cli_import_and_export(db_url, session, tmp_path, monkeypatch):
         result = runner.invoke(app, ["projects", "export", "-o", str(out), "--state",
                                      "refused"])
         assert result.exit_code == 0, result.output
-        exported = list(csv.DictReader(out.open(encoding="utf-8")))
+        with out.open(encoding="utf-8") as fh:
+            exported = list(csv.DictReader(fh))
         assert any(r["source"] == "import:batch.csv" for r in exported)
     finally:
+        from app.db import get_engine
+
+        # The CLI cached an engine for "the configured URL"; drop it, closing every pool.
+        get_engine(None).dispose()
+        get_engine(db_url).dispose()
+        get_engine.cache_clear()
         get_settings.cache_clear()
