@@ -253,6 +253,24 @@ def jurisdiction_assign(
     console.print(f"{len(codes)} points assigned, {outside} outside every grid → {out}")
 
 
+@jurisdiction_app.command("reassign-projects")
+def jurisdiction_reassign_projects(actor: str = "cli"):
+    """After boundaries are redrawn: move every live project to its current grid (audited)."""
+    from app.db import session_factory
+    from app.services.jurisdiction import reassign_projects
+
+    with session_factory()() as session:
+        with console.status("re-assigning live projects to the current grids"):
+            result = reassign_projects(session, actor=actor)
+        session.commit()
+    console.print(
+        f"{result.checked} live projects checked, {result.changed} moved to another grid, "
+        f"{len(result.outside)} outside every grid (kept as they were)"
+    )
+    if result.outside:
+        console.print(f"outside: project ids {result.outside[:50]}")
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: $XIAOSAN_HOST or 127.0.0.1")] = None,

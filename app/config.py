@@ -25,9 +25,13 @@ class Settings:
     # Gaps/overlaps below this many square metres are reported as slivers.
     sliver_m2: float = field(default_factory=lambda: float(_env("XIAOSAN_SLIVER_M2", "50")))
     # The district the demo data and the default map show.
-    demo_district: str = field(default_factory=lambda: _env("XIAOSAN_DEMO_DISTRICT", "440304000000"))
+    demo_district: str = field(
+        default_factory=lambda: _env("XIAOSAN_DEMO_DISTRICT", "440304000000")
+    )
     # The public base URL, used in QR codes and links.
-    public_url: str = field(default_factory=lambda: _env("XIAOSAN_PUBLIC_URL", "http://127.0.0.1:8000"))
+    public_url: str = field(
+        default_factory=lambda: _env("XIAOSAN_PUBLIC_URL", "http://127.0.0.1:8000")
+    )
     # Upload limits.
     max_upload_bytes: int = field(
         default_factory=lambda: int(_env("XIAOSAN_MAX_UPLOAD_BYTES", str(50 * 1024 * 1024)))

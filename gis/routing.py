@@ -709,24 +709,34 @@ def _check_inspectors(prob: _Problem) -> None:
 @dataclass(eq=False)
 class _Model:
     data: object  # pyvrp.ProblemData
-    client_site: list[int]  # client index -> site position
+    client_site: list[int]  # client index -> site position (-1 for a break)
     vehicle_insp: list[int]  # vehicle type index -> inspector position
     mandatory_clients: list[int]
+    rest_client: dict[int, int]  # inspector position -> client index of their break
 
 
-def _build_model(prob: _Problem, ok: NDArray[np.bool_], *, soft_mandatory: bool) -> _Model:
+def _build_model(
+    prob: _Problem,
+    ok: NDArray[np.bool_],
+    *,
+    soft_mandatory: bool,
+    rest_loc: Mapping[int, int] | None = None,
+) -> _Model:
+    """The PyVRP data. ``rest_loc`` (inspector -> matrix index) turns breaks into clients."""
     from pyvrp import Client, Depot, Location, ProblemData, VehicleType
 
+    rest_loc = rest_loc or {}
     candidates = [s for s in range(len(prob.sites)) if ok[:, s].any()]
     vehicles = [k for k in range(len(prob.inspectors)) if ok[k, candidates].any()]
-    n_v = len(vehicles)
+    rests = [k for k in vehicles if k in rest_loc]
+    n_v, n_c = len(vehicles), len(candidates)
     # Locations: a start and an end depot per vehicle, then one location per client (so that
     # a client can be forbidden to a vehicle by its row and column in that vehicle's profile).
     loc_index = [prob.free_loc[k] for k in vehicles]
     loc_index += [_end_index(prob.inspectors[k]) for k in vehicles]
     loc_index += [prob.sites[s].location_index for s in candidates]
+    loc_index += [rest_loc[k] for k in rests]
     L = np.array(loc_index, dtype=np.int64)
-    n_loc = L.size
     first_client = 2 * n_v
 
     base: dict[str, NDArray[np.int64]] = {}
@@ -740,9 +750,13 @@ def _build_model(prob: _Problem, ok: NDArray[np.bool_], *, soft_mandatory: bool)
     # Lexicographic objective via prizes: adding a site never costs more than two longest legs.
     prize_unit = int(2 * max_finite) + 1
     optional_total = sum(
-        int(round(prob.sites[s].value * prize_unit)) for s in candidates if not prob.sites[s].mandatory
+        int(round(prob.sites[s].value * prize_unit))
+        for s in candidates
+        if not prob.sites[s].mandatory
     )
-    shift_total = int(sum(prob.inspectors[k].shift_end_s - prob.inspectors[k].shift_start_s for k in vehicles))
+    shift_total = sum(
+        int(prob.inspectors[k].shift_end_s - prob.inspectors[k].shift_start_s) for k in vehicles
+    )
     mandatory_prize = optional_total + shift_total + 1
 
     profiles: dict[tuple[str, bytes], int] = {}
@@ -754,7 +768,7 @@ def _build_model(prob: _Problem, ok: NDArray[np.bool_], *, soft_mandatory: bool)
     )
     for v, k in enumerate(vehicles):
         insp = prob.inspectors[k]
-        mask = ok[k, candidates]
+        mask = np.concatenate([ok[k, candidates], np.array([r == k for r in rests], dtype=bool)])
         key = (insp.mode, np.packbits(mask).tobytes())
         if key not in profiles:
             m = base[insp.mode].copy()
@@ -770,6 +784,8 @@ def _build_model(prob: _Problem, ok: NDArray[np.bool_], *, soft_mandatory: bool)
                 _UNLIMITED if insp.max_stops is None else insp.max_stops - prob.free_stops[k],
                 _UNLIMITED if insp.max_workload is None else insp.max_workload - prob.free_work[k],
             ]
+        # Without a break client, the break is reserved by ending the shift earlier.
+        reserve = 0.0 if k in rest_loc else _rest_s(insp)
         vehicle_types.append(
             VehicleType(
                 num_available=1,
@@ -777,7 +793,7 @@ def _build_model(prob: _Problem, ok: NDArray[np.bool_], *, soft_mandatory: bool)
                 start_depot=v,
                 end_depot=n_v + v,
                 tw_early=int(math.ceil(prob.free_time[k] - _EPS)),
-                tw_late=int(math.floor(insp.shift_end_s - _rest_s(insp) + _EPS)),
+                tw_late=int(math.floor(insp.shift_end_s - reserve + _EPS)),
                 unit_distance_cost=1,
                 unit_duration_cost=0,
                 profile=profiles[key],
@@ -803,11 +819,31 @@ def _build_model(prob: _Problem, ok: NDArray[np.bool_], *, soft_mandatory: bool)
                 name=site.id,
             )
         )
+    rest_client = {}
+    for j, k in enumerate(rests):
+        rest = prob.inspectors[k].rest
+        assert rest is not None
+        rest_client[k] = n_c + j
+        clients.append(
+            Client(
+                location=first_client + n_c + j,
+                delivery=[0, 0] if use_load else [],
+                service_duration=int(math.ceil(rest.duration_s - _EPS)),
+                tw_early=int(math.ceil(rest.earliest_start_s - _EPS)),
+                tw_late=int(math.floor(rest.latest_start_s + _EPS)),
+                required=True,
+                name=f"break:{prob.inspectors[k].id}",
+            )
+        )
     depots = [Depot(location=i) for i in range(2 * n_v)]
-    locations = [Location(x=0.0, y=0.0) for _ in range(n_loc)]
+    locations = [Location(x=0.0, y=0.0) for _ in range(L.size)]
     data = ProblemData(locations, clients, depots, vehicle_types, matrices, matrices)
     return _Model(
-        data=data, client_site=candidates, vehicle_insp=vehicles, mandatory_clients=mandatory_clients
+        data=data,
+        client_site=candidates + [-1] * len(rests),
+        vehicle_insp=vehicles,
+        mandatory_clients=mandatory_clients,
+        rest_client=rest_client,
     )
 
 
@@ -818,14 +854,14 @@ class _Deadline:
     def __init__(self, t_end: float, give_up_infeasible_at: float | None = None):
         self.t_end = t_end
         self.give_up_at = give_up_infeasible_at
-        self.iterations = 0
 
     def __call__(self, best_cost: int) -> bool:
-        self.iterations += 1
         now = time.perf_counter()
         if now >= self.t_end:
             return True
-        return self.give_up_at is not None and now >= self.give_up_at and best_cost == _INFEASIBLE_COST
+        if self.give_up_at is None or now < self.give_up_at:
+            return False
+        return best_cost == _INFEASIBLE_COST
 
 
 def _search(data: object, stop: _Deadline, seed: int, initial: object | None = None) -> object:
@@ -841,40 +877,91 @@ def _search(data: object, stop: _Deadline, seed: int, initial: object | None = N
     return result.best
 
 
+def _client_visits(route: object) -> list[int]:
+    return [act.idx for act in route.schedule() if act.is_client()]
+
+
+def _routes_of(model: _Model, best: object) -> dict[int, list[int]]:
+    """Inspector position -> site positions (breaks left out)."""
+    routes: dict[int, list[int]] = {}
+    if not best.is_feasible():  # cannot happen with soft mandatory sites; be safe
+        logger.warning("pyvrp returned an infeasible plan; no site is routed")
+        return routes
+    for route in best.routes():
+        k = model.vehicle_insp[route.vehicle_type()]
+        routes[k] = [model.client_site[c] for c in _client_visits(route) if model.client_site[c] >= 0]
+    return routes
+
+
+def _warm_start(model: _Model, seqs: dict[int, list[int]], rest_pos: Mapping[int, int]) -> object:
+    """A PyVRP solution from routes (site positions), with break clients at ``rest_pos``."""
+    from pyvrp import Route, Solution
+
+    client_of = {s: c for c, s in enumerate(model.client_site) if s >= 0}
+    routes = []
+    for v, k in enumerate(model.vehicle_insp):
+        visits = [client_of[s] for s in seqs.get(k, []) if s in client_of]
+        if k in model.rest_client:
+            visits.insert(min(rest_pos.get(k, 0), len(visits)), model.rest_client[k])
+        if visits:
+            routes.append(Route(model.data, visits, v))
+    return Solution(model.data, routes)
+
+
 def _solve_model(
     prob: _Problem, ok: NDArray[np.bool_], t_end: float, seed: int
 ) -> tuple[dict[int, list[int]], str]:
-    """Routes as inspector position -> site positions (without fixed prefixes), and a label."""
-    from pyvrp import Route, Solution
+    """Routes as inspector position -> site positions (without fixed prefixes), and a label.
 
-    model = _build_model(prob, ok, soft_mandatory=False)
+    Pass 1 reserves each break by ending the shift earlier. With breaks, pass 2 (the second
+    half of the time) makes each break a client at the place pass 1 gave it, warm-started
+    from pass 1, so that windows after the break are planned exactly.
+    """
     now = time.perf_counter()
-    give_up = None
-    if model.mandatory_clients:
-        give_up = now + _PHASE1_SHARE * max(t_end - now, 0.0)
-    best = _search(model.data, _Deadline(t_end, give_up), seed)
+    has_rest = any(prob.inspectors[k].rest is not None for k in range(len(prob.inspectors)))
+    t_pass1 = now + (0.5 if has_rest else 1.0) * max(t_end - now, 0.0)
+    model = _build_model(prob, ok, soft_mandatory=False)
+    give_up = now + _PHASE1_SHARE * (t_pass1 - now) if model.mandatory_clients else None
+    best = _search(model.data, _Deadline(t_pass1, give_up), seed)
+    soft = not best.is_feasible()
     label = "pyvrp"
-    if not best.is_feasible():
+    if soft:
         logger.info("no plan serves every mandatory site; planning them as top-priority optional")
-        soft = _build_model(prob, ok, soft_mandatory=True)
-        warm = Solution(
-            soft.data,
-            [Route(soft.data, _client_visits(r), r.vehicle_type()) for r in best.routes()],
-        )
-        best = _search(soft.data, _Deadline(max(t_end, time.perf_counter() + 0.05)), seed, warm)
-        model, label = soft, "pyvrp+soft-mandatory"
+        soft_model = _build_model(prob, ok, soft_mandatory=True)
+        warm = _warm_start(soft_model, _routes_of_any(model, best), {})
+        best = _search(soft_model.data, _Deadline(max(t_pass1, time.perf_counter() + 0.05)), seed, warm)
+        model, label = soft_model, "pyvrp+soft-mandatory"
+    routes = _routes_of(model, best)
+    if not has_rest:
+        return routes, label
+    # Place the breaks on the pass-1 routes; give each its place as a client.
+    rest_loc: dict[int, int] = {}
+    rest_pos: dict[int, int] = {}
+    seqs: dict[int, list[int]] = {}
+    for k, insp in enumerate(prob.inspectors):
+        if insp.rest is None or k not in model.vehicle_insp:
+            continue
+        prefix = prob.fixed.get(insp.id, [])
+        seq = _fit_route(prob, k, prefix + routes.get(k, []), len(prefix), {})
+        timed = _schedule(prob, k, seq, len(prefix))
+        seqs[k] = seq[len(prefix) :]
+        if timed is None or timed.rest is None or timed.rest_stop < len(prefix):
+            continue  # the break falls in the fixed prefix: keep the reservation
+        rest_loc[k] = timed.rest_location
+        rest_pos[k] = timed.rest_stop - len(prefix)
+    exact = _build_model(prob, ok, soft_mandatory=soft, rest_loc=rest_loc)
+    warm = _warm_start(exact, seqs, rest_pos)
+    best = _search(exact.data, _Deadline(max(t_end, time.perf_counter() + 0.05)), seed + 1, warm)
+    return _routes_of(exact, best), label
+
+
+def _routes_of_any(model: _Model, best: object) -> dict[int, list[int]]:
+    """Like :func:`_routes_of`, also for an infeasible solution (a warm start)."""
     routes: dict[int, list[int]] = {}
-    if best.is_feasible():
-        for route in best.routes():
-            k = model.vehicle_insp[route.vehicle_type()]
-            routes[k] = [model.client_site[c] for c in _client_visits(route)]
-    else:  # cannot happen with soft mandatory sites (the empty plan is feasible); be safe
-        logger.warning("pyvrp returned an infeasible plan; no site is routed")
-    return routes, label
-
-
-def _client_visits(route: object) -> list[int]:
-    return [act.idx for act in route.schedule() if act.is_client()]
+    for route in best.routes():
+        k = model.vehicle_insp[route.vehicle_type()]
+        routes[k] = [model.client_site[c] for c in _client_visits(route) if model.client_site[c] >= 0]
+    return routes
 
 
 # ---------------------------------------------------------------------------------------
@@ -886,6 +973,8 @@ class _Timed:
     stops: list[Stop]
     back: float
     rest: BreakTaken | None
+    rest_location: int = -1  # matrix index where the break is taken
+    rest_stop: int = -1  # index of the stop the break comes before (len = before the way back)
 
 
 def _simulate(
@@ -905,6 +994,7 @@ def _simulate(
     loc, t = insp.start_index, float(insp.shift_start_s)
     stops: list[Stop] = []
     rest = None
+    rest_location = rest_stop = -1
     n = len(seq)
     for i in range(n + 1):
         if rest_at == 2 * i:
@@ -913,6 +1003,7 @@ def _simulate(
             if begin > rest_def.latest_start_s + _EPS:
                 return None
             rest = BreakTaken(start_s=begin, end_s=begin + rest_def.duration_s, after_stops=i)
+            rest_location, rest_stop = loc, i
             t = rest.end_s
         nxt = prob.sites[seq[i]].location_index if i < n else _end_index(insp)
         travel = float(T[loc, nxt])
@@ -920,7 +1011,9 @@ def _simulate(
         if i == n:
             if arrive > insp.shift_end_s + _EPS:
                 return None
-            return _Timed(stops=stops, back=arrive, rest=rest)
+            return _Timed(
+                stops=stops, back=arrive, rest=rest, rest_location=rest_location, rest_stop=rest_stop
+            )
         site = prob.sites[seq[i]]
         ready = arrive
         if rest_at == 2 * i + 1:
@@ -929,6 +1022,7 @@ def _simulate(
             if begin > rest_def.latest_start_s + _EPS:
                 return None
             rest = BreakTaken(start_s=begin, end_s=begin + rest_def.duration_s, after_stops=i)
+            rest_location, rest_stop = nxt, i
             ready = rest.end_s
         start = ready
         if site.time_window is not None:

@@ -19,8 +19,18 @@ LEVEL_LABEL_ZH: dict[str, str] = {
 
 # Qualitative palette for filling streets so neighbours can be told apart.
 STREET_FILLS = [
-    "#fde68a", "#bfdbfe", "#c7d2fe", "#fbcfe8", "#bbf7d0", "#fed7aa",
-    "#ddd6fe", "#a5f3fc", "#fecaca", "#d9f99d", "#e5e7eb", "#f5d0fe",
+    "#fde68a",
+    "#bfdbfe",
+    "#c7d2fe",
+    "#fbcfe8",
+    "#bbf7d0",
+    "#fed7aa",
+    "#ddd6fe",
+    "#a5f3fc",
+    "#fecaca",
+    "#d9f99d",
+    "#e5e7eb",
+    "#f5d0fe",
 ]
 
 

@@ -47,8 +47,9 @@ def territory_map(levels: dict[str, dict[str, Any]], *, title: str = "辖区网�
     anchor = levels.get("district") or next(iter(levels.values()))
     bounds = _bounds(anchor)
     center = latlon((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2) if bounds else [0, 0]
-    fmap = folium.Map(location=center, zoom_start=13, tiles=None, control_scale=True,
-                      prefer_canvas=True)
+    fmap = folium.Map(
+        location=center, zoom_start=13, tiles=None, control_scale=True, prefer_canvas=True
+    )
     fmap.get_root().header.add_child(folium.Element(f"<title>{title}</title>"))
     streets = levels.get("street", {"features": []})["features"]
     fills = {

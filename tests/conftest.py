@@ -23,7 +23,7 @@ REALDATA = ROOT.parent / "shared" / "realdata"
 
 @pytest.fixture(scope="session")
 def realdata() -> Path:
-    """The folder of real public data (``../shared/realdata``); tests that need it fail without it."""
+    """The real public data (``../shared/realdata``); tests that need it fail without it."""
     if not REALDATA.is_dir():
         pytest.fail(f"real test data not found at {REALDATA}")
     return REALDATA
@@ -135,9 +135,20 @@ def live_server(db_url: str) -> Iterator[str]:
     port = _free_port()
     env = dict(os.environ, DATABASE_URL=db_url)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
-        cwd=ROOT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -172,8 +183,15 @@ def browser():
         b = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         try:
             yield b
@@ -188,7 +206,10 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="zh-CN")
     pg = context.new_page()
     problems: list[str] = []
-    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    pg.on(
+        "console",
+        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+    )
     pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     pg.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
     pg.problems = problems

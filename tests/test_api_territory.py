@@ -53,7 +53,9 @@ def test_jurisdiction_of_a_point_and_of_a_gcj02_point(client, session):
     from gis.gcj02 import wgs84_to_gcj02
 
     gx, gy = wgs84_to_gcj02(p.x, p.y)
-    r2 = client.get("/api/jurisdiction", params={"lon": float(gx), "lat": float(gy), "crs": "gcj02"})
+    r2 = client.get(
+        "/api/jurisdiction", params={"lon": float(gx), "lat": float(gy), "crs": "gcj02"}
+    )
     assert r2.json()["grid"]["code"] == grid["code"]
 
 
@@ -62,8 +64,10 @@ def test_jurisdiction_bad_input(client):
     assert r.status_code == 422 and "lon" in json.dumps(r.json())
     r = client.get("/api/jurisdiction", params={"lon": 400, "lat": 22.5})
     assert r.status_code == 422
-    bowtie = {"type": "Polygon", "coordinates": [[[114, 22.5], [114.01, 22.51], [114.01, 22.5],
-                                                  [114, 22.51], [114, 22.5]]]}
+    bowtie = {
+        "type": "Polygon",
+        "coordinates": [[[114, 22.5], [114.01, 22.51], [114.01, 22.5], [114, 22.51], [114, 22.5]]],
+    }
     r = client.post("/api/jurisdiction", json=bowtie)
     assert r.status_code == 422 and "geometry" in r.text
     r = client.post("/api/jurisdiction/bulk", json={"lon": [114.0, 114.1], "lat": [22.5]})

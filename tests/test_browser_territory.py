@@ -36,7 +36,9 @@ def test_territory_map_in_chromium(live_server, page, session):
     # The layer control lists the four levels; unticking the grid layer removes it from the map.
     labels = page.locator(".leaflet-control-layers-overlays label")
     assert labels.count() == 4
-    grid_box = page.locator(".leaflet-control-layers-overlays label", has_text="网格").locator("input")
+    grid_box = page.locator(".leaflet-control-layers-overlays label", has_text="网格").locator(
+        "input"
+    )
     was_checked = grid_box.is_checked()
     grid_box.click()
     assert grid_box.is_checked() != was_checked

@@ -41,7 +41,11 @@ def test_demo_district_is_loaded_and_consistent(session):
     assert 80 <= counts["community"] <= 150
     assert 800 <= counts["grid"] <= 1500
     # Every current child's parent exists and is current.
-    for child, parent in (("streets", "districts"), ("communities", "streets"), ("grids", "communities")):
+    for child, parent in (
+        ("streets", "districts"),
+        ("communities", "streets"),
+        ("grids", "communities"),
+    ):
         orphans = session.scalar(
             text(
                 f"SELECT count(*) FROM {child} c WHERE c.valid_to IS NULL AND NOT EXISTS "
@@ -52,9 +56,11 @@ def test_demo_district_is_loaded_and_consistent(session):
 
 
 def _grid_rows(session, n=None):
-    stmt = select(Grid.code, Grid.parent_code, func.ST_AsBinary(Grid.geom)).where(
-        Grid.valid_to.is_(None)
-    ).order_by(Grid.code)
+    stmt = (
+        select(Grid.code, Grid.parent_code, func.ST_AsBinary(Grid.geom))
+        .where(Grid.valid_to.is_(None))
+        .order_by(Grid.code)
+    )
     rows = session.execute(stmt.limit(n) if n else stmt).all()
     return [(c, p, shapely.from_wkb(bytes(g))) for c, p, g in rows]
 
@@ -128,6 +134,7 @@ def test_site_polygon_goes_to_the_grid_it_overlaps_most(session):
 
 # --- imports ----------------------------------------------------------------------------------
 
+
 def _write(tmp_path: Path, name: str, frame: gpd.GeoDataFrame) -> Path:
     path = tmp_path / name
     frame.to_file(path, driver="GeoJSON")
@@ -178,38 +185,83 @@ def test_redraw_closes_the_old_version_and_keeps_history(session, tmp_path):
     [
         ("not json at all", {}, "could not be read"),
         (
-            {"type": "FeatureCollection", "features": [
-                {"type": "Feature", "properties": {"name": "x"},
-                 "geometry": {"type": "Polygon", "coordinates": [[[114, 22.5], [114.01, 22.5],
-                                                                  [114.01, 22.51], [114, 22.5]]]}}
-            ]},
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"name": "x"},
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [
+                                [[114, 22.5], [114.01, 22.5], [114.01, 22.51], [114, 22.5]]
+                            ],
+                        },
+                    }
+                ],
+            },
             {},
             "code",
         ),
         (
-            {"type": "FeatureCollection", "features": [
-                {"type": "Feature", "properties": {"name": "x", "code": "440304001000"},
-                 "geometry": {"type": "Polygon", "coordinates": [[[500000, 2500000],
-                              [501000, 2500000], [501000, 2501000], [500000, 2500000]]]}}
-            ]},
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"name": "x", "code": "440304001000"},
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [
+                                [
+                                    [500000, 2500000],
+                                    [501000, 2500000],
+                                    [501000, 2501000],
+                                    [500000, 2500000],
+                                ]
+                            ],
+                        },
+                    }
+                ],
+            },
             {},
             "crs",
         ),
         (
-            {"type": "FeatureCollection", "features": [
-                {"type": "Feature", "properties": {"name": "x", "code": "440304001018"},
-                 "geometry": {"type": "Polygon", "coordinates": [[[114, 22.5], [114.01, 22.5],
-                                                                  [114.01, 22.51], [114, 22.5]]]}}
-            ]},
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"name": "x", "code": "440304001018"},
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [
+                                [[114, 22.5], [114.01, 22.5], [114.01, 22.51], [114, 22.5]]
+                            ],
+                        },
+                    }
+                ],
+            },
             {},
             "not street codes",
         ),
         (
-            {"type": "FeatureCollection", "features": [
-                {"type": "Feature", "properties": {"name": "x", "code": "440304001000"},
-                 "geometry": {"type": "Polygon", "coordinates": [[[114, 22.5], [114.01, 22.5],
-                                                                  [114.01, 22.51], [114, 22.5]]]}}
-            ]},
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"name": "x", "code": "440304001000"},
+                        "geometry": {
+                            "type": "Polygon",
+                            "coordinates": [
+                                [[114, 22.5], [114.01, 22.5], [114.01, 22.51], [114, 22.5]]
+                            ],
+                        },
+                    }
+                ],
+            },
             {"crs": "EPSG:999999"},
             "crs",
         ),
@@ -225,7 +277,7 @@ def test_bad_files_get_a_clear_error(tmp_path, content, kwargs, fragment):
 
 
 def test_projected_crs_file_is_converted(tmp_path):
-    # A street drawn in CGCS2000 / 3-degree Gauss-Kruger CM 114E (EPSG:4547), as Shenzhen surveys are.
+    # A street in CGCS2000 / 3-degree Gauss-Kruger CM 114E (EPSG:4547), as Shenzhen surveys are.
     square = gpd.GeoDataFrame(
         {"code": ["440304001000"], "name": ["南园街道"], "parent_code": ["440304000000"]},
         geometry=[box(500_000, 2_494_000, 501_000, 2_495_000)],
@@ -250,9 +302,13 @@ def _dongcheng_codes(realdata: Path) -> dict[str, str]:
     """Official street codes by short name (东华门 → 110101001000)."""
     import pandas as pd
 
-    admin = pd.read_csv(realdata / "china_admin_vonng_adcode/admin_hierarchy_5level_gcj02.csv", dtype=str)
+    admin = pd.read_csv(
+        realdata / "china_admin_vonng_adcode/admin_hierarchy_5level_gcj02.csv", dtype=str
+    )
     towns = admin[(admin["rank"] == "4") & admin["code"].str.startswith("110101")]
-    return {n.removesuffix("街道办事处"): c for n, c in zip(towns["name"], towns["code"], strict=True)}
+    return {
+        n.removesuffix("街道办事处"): c for n, c in zip(towns["name"], towns["code"], strict=True)
+    }
 
 
 def _short(name: str) -> str:
@@ -262,7 +318,9 @@ def _short(name: str) -> str:
 
 def dongcheng_streets_with_codes(realdata: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The 17 real street polygons with their official codes, and a district drawn around them."""
-    streets = gpd.read_file(realdata / "beijing_dongcheng_caupd/dongcheng_streets_jiedao_gcj02.geojson")
+    streets = gpd.read_file(
+        realdata / "beijing_dongcheng_caupd/dongcheng_streets_jiedao_gcj02.geojson"
+    )
     by_name = _dongcheng_codes(realdata)
     streets["code"] = [by_name[_short(n)] for n in streets["name"]]
     streets["parent_code"] = "110101000000"
@@ -300,7 +358,9 @@ def test_dongcheng_import_reports_the_real_slivers(session, realdata, tmp_path):
     # Jurisdiction on the real streets: schools fall in the street their record names.
     from gis.gcj02 import gcj02_to_wgs84
 
-    schools = gpd.read_file(realdata / "beijing_dongcheng_caupd/dongcheng_poi_education_gcj02.geojson")
+    schools = gpd.read_file(
+        realdata / "beijing_dongcheng_caupd/dongcheng_poi_education_gcj02.geojson"
+    )
     by_name = _dongcheng_codes(realdata)
     schools = schools[[_short(n) in by_name for n in schools["street_name"]]].head(60)
     hits = 0
@@ -309,3 +369,36 @@ def test_dongcheng_import_reports_the_real_slivers(session, realdata, tmp_path):
         found = jurisdiction.assign_point(session, float(lon), float(lat)).street
         hits += found is not None and found.code == by_name[_short(street_name)]
     assert hits >= len(schools) - 2  # the source: 188 of 189 schools inside their own street
+
+
+def test_redrawn_grids_move_live_projects(session, client, tmp_path):
+    """Merge two neighbouring grids; the project in the vanished one moves to the merged one."""
+    from tests.test_registration import declaration
+
+    rows = _grid_rows(session)
+    geoms = [g for _, _, g in rows]
+    tree = shapely.STRtree(geoms)
+    a = b = None
+    for i, (code_i, parent_i, geom_i) in enumerate(rows):
+        for j in tree.query(geom_i, predicate="touches"):
+            if rows[j][1] == parent_i and shapely.intersection(geom_i, geoms[j]).length > 1e-4:
+                a, b = i, int(j)
+                break
+        if a is not None:
+            break
+    assert a is not None
+    site = rows[b][2].representative_point()
+    r = client.post("/api/projects", json=declaration(site.x, site.y))
+    assert r.status_code in (200, 201), r.text
+    project_ref = r.json().get("reg_no") or r.json()["id"]
+    grids = territory.current_units(session, "grid")
+    merged = shapely.union_all([rows[a][2], rows[b][2]])
+    grids.loc[grids["code"] == rows[a][0], "geometry"] = merged
+    grids = grids[grids["code"] != rows[b][0]]
+    path = _write(tmp_path, "grids_v2.geojson", grids)
+    import_level(session, read_boundary_file(path, level="grid"), actor="test")
+    result = jurisdiction.reassign_projects(session, actor="test")
+    assert result.changed >= 1 and result.outside == []
+    moved = client.get(f"/api/projects/{project_ref}").json()
+    props = moved.get("properties", moved)
+    assert props["grid_code"] == rows[a][0]

@@ -25,7 +25,8 @@ def territory_page(session: SessionDep, district: str | None = None):
     if not levels["district"]["features"]:
         return HTMLResponse(
             "<h1>辖区尚未导入 · No territory loaded</h1>"
-            f"<p>District {district} has no boundaries yet: run <code>xiaosan demo load</code>.</p>",
+            f"<p>District {district} has no boundaries yet: "
+            "run <code>xiaosan demo load</code>.</p>",
             status_code=404,
         )
     return HTMLResponse(render(territory_map(levels)))

@@ -1,7 +1,16 @@
 """ORM models. Import everything here so Alembic sees the whole metadata."""
 
-from app.models.base import Base
 from app.models.audit import AuditEntry
+from app.models.base import Base
+from app.models.patrol import (
+    Hazard,
+    Incident,
+    Patrol,
+    PatrolVisit,
+    ProjectVisitSummary,
+    UnregisteredWork,
+    ViolationItem,
+)
 from app.models.project import CalendarDay, Estate, Project, SpecialPlace
 from app.models.territory import (
     LEVEL_MODELS,
@@ -25,4 +34,11 @@ __all__ = [
     "SpecialPlace",
     "Estate",
     "CalendarDay",
+    "Patrol",
+    "PatrolVisit",
+    "ProjectVisitSummary",
+    "ViolationItem",
+    "Hazard",
+    "UnregisteredWork",
+    "Incident",
 ]

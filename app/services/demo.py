@@ -55,7 +55,9 @@ def load_demo(
         else:
             boundary = read_boundary_file(path, level=level)
             boundary = type(boundary)(
-                level=level, frame=boundary.frame, source_file=source,
+                level=level,
+                frame=boundary.frame,
+                source_file=source,
                 source_crs=boundary.source_crs,
             )
             result = import_level(session, boundary, actor="demo-loader")
@@ -75,8 +77,9 @@ def load_demo(
     if activity:
         from app.services.activity import generate_activity
 
-        result = generate_activity(session, seed=activity_seed, year=activity_year,
-                                   district_code=district)
+        result = generate_activity(
+            session, seed=activity_seed, year=activity_year, district_code=district
+        )
         session.commit()
         outcome["activity"] = result.summary()
         if progress:

@@ -47,19 +47,21 @@ class Jurisdiction:
         return d
 
 
-def _covering(session: Session, level: str, geom_sql: str, params: dict, polygon: bool) -> Unit | None:
+def _covering(
+    session: Session, level: str, geom_sql: str, params: dict, polygon: bool
+) -> Unit | None:
     table = LEVEL_MODELS[level].__tablename__
     if polygon:
         sql = f"""
             SELECT code, name FROM {table}
             WHERE valid_to IS NULL AND ST_Intersects(geom, {geom_sql})
-            ORDER BY ST_Area(ST_Intersection(geom, {geom_sql})::geography) DESC, code
+            ORDER BY ST_Area(ST_Intersection(geom, {geom_sql})::geography) DESC, code COLLATE "C"
             LIMIT 1"""
     else:
         sql = f"""
             SELECT code, name FROM {table}
             WHERE valid_to IS NULL AND ST_Covers(geom, {geom_sql})
-            ORDER BY code LIMIT 1"""
+            ORDER BY code COLLATE "C" LIMIT 1"""
     row = session.execute(text(sql), params).first()
     return Unit(row.code, row.name) if row else None
 
@@ -128,9 +130,100 @@ def grid_locator(session: Session):
     return PolygonLocator.from_frame(grids, code_column="code"), grids
 
 
-def assign_points_bulk(
-    session: Session, lon: np.ndarray, lat: np.ndarray
-) -> list[str | None]:
+def assign_points_bulk(session: Session, lon: np.ndarray, lat: np.ndarray) -> list[str | None]:
     """Grid codes for many points at once (None where outside every grid)."""
     locator, _ = grid_locator(session)
     return locator.assign(np.asarray(lon, float), np.asarray(lat, float)).tolist()
+
+
+@dataclass
+class ReassignResult:
+    checked: int
+    changed: int
+    outside: list[int]
+
+
+def reassign_projects(session: Session, *, actor: str) -> ReassignResult:
+    """Re-assign every live project to the current grids after boundaries were redrawn.
+
+    Point sites go to the covering grid, polygon sites to the grid they overlap most (the same
+    rules as online). Projects whose grid changes are updated in one statement and audited one
+    by one; projects that no current grid covers any more keep their old codes and are listed.
+    Closed, refused and revoked projects keep the codes of their time.
+    """
+    import geopandas as gpd
+    import shapely
+
+    from app.services.territory import current_units
+    from gis.jurisdiction import PolygonLocator, assign_polygons
+
+    rows = session.execute(
+        text(
+            "SELECT id, grid_code, district_code, ST_AsBinary(site) AS wkb FROM projects "
+            "WHERE state NOT IN ('refused', 'closed', 'revoked') ORDER BY id"
+        )
+    ).all()
+    if not rows:
+        return ReassignResult(0, 0, [])
+    grids = current_units(session, "grid")
+    communities = current_units(session, "community")
+    streets = current_units(session, "street")
+    geoms = shapely.from_wkb([bytes(r.wkb) for r in rows])
+    is_area = np.isin(shapely.get_type_id(geoms), [3, 6])
+    codes = np.empty(len(rows), dtype=object)
+    if (~is_area).any():
+        points = shapely.point_on_surface(geoms[~is_area])  # lines and points: one anchor point
+        locator = PolygonLocator.from_frame(grids, code_column="code")
+        codes[~is_area] = locator.assign(shapely.get_x(points), shapely.get_y(points))
+    if is_area.any():
+        sites = gpd.GeoSeries(geoms[is_area], crs=4326)
+        codes[is_area] = assign_polygons(sites, grids, code_column="code")
+    grid_parent = dict(zip(grids["code"], grids["parent_code"], strict=True))
+    name = {
+        **dict(zip(grids["code"], grids["name"], strict=True)),
+        **dict(zip(communities["code"], communities["name"], strict=True)),
+        **dict(zip(streets["code"], streets["name"], strict=True)),
+    }
+    updates, outside = [], []
+    for row, code in zip(rows, codes, strict=True):
+        if code is None:
+            outside.append(row.id)
+        elif code != row.grid_code:
+            community = grid_parent[code]
+            street = community[:9] + "000"
+            updates.append(
+                {
+                    "id": row.id,
+                    "grid_code": code,
+                    "grid_name": name[code],
+                    "community_code": community,
+                    "community_name": name[community],
+                    "street_code": street,
+                    "street_name": name.get(street, street),
+                    "old": row.grid_code,
+                    "district_code": row.district_code,
+                }
+            )
+    if updates:
+        session.execute(
+            text(
+                "UPDATE projects SET grid_code = :grid_code, grid_name = :grid_name, "
+                "community_code = :community_code, community_name = :community_name, "
+                "street_code = :street_code, street_name = :street_name WHERE id = :id"
+            ),
+            updates,
+        )
+        from app.services import audit
+
+        for u in updates:
+            audit.record(
+                session,
+                actor=actor,
+                entity="project",
+                entity_id=u["id"],
+                action="reassign",
+                reason=f"boundaries redrawn: grid {u['old']} → {u['grid_code']}",
+                district_code=u["district_code"],
+                data={"from_grid": u["old"], "to_grid": u["grid_code"]},
+            )
+    return ReassignResult(checked=len(rows), changed=len(updates), outside=outside)

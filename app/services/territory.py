@@ -46,7 +46,11 @@ class ImportResult:
 
 
 def current_units(
-    session: Session, level: str, *, district_code: str | None = None, codes: list[str] | None = None
+    session: Session,
+    level: str,
+    *,
+    district_code: str | None = None,
+    codes: list[str] | None = None,
 ) -> gpd.GeoDataFrame:
     """The level's current units as a GeoDataFrame (code, name, parent_code, geometry)."""
     model = LEVEL_MODELS[level]
@@ -80,9 +84,7 @@ def validate_frame(
     else:
         parent_codes = sorted(set(boundary.frame["parent_code"]))
         parent = current_units(session, parent_level, codes=parent_codes)
-    return validate_level(
-        frame, level=boundary.level, parent=parent, sliver_area_m2=sliver_m2
-    )
+    return validate_level(frame, level=boundary.level, parent=parent, sliver_area_m2=sliver_m2)
 
 
 def import_level(
@@ -147,8 +149,11 @@ def import_level(
             "import_id": record.id,
         }
         for code, name, parent, geom in zip(
-            frame["code"], frame["name"], frame.get("parent_code", [None] * len(frame)),
-            frame.geometry, strict=True,
+            frame["code"],
+            frame["name"],
+            frame.get("parent_code", [None] * len(frame)),
+            frame.geometry,
+            strict=True,
         )
     ]
     parent_col = "parent_code, " if boundary.level != "district" else ""
