@@ -236,6 +236,8 @@ def jurisdiction_assign(
         lon, lat = gcj02_to_wgs84(lon, lat)
     with session_factory()() as session:
         locator, grids = grid_locator(session)
+    if locator is None:
+        _fail("grids: none loaded; import the grid level first (xiaosan boundaries import)")
     parent = dict(zip(grids["code"], grids["parent_code"], strict=True))
     codes: list[str | None] = []
     chunk = 200_000

@@ -10,7 +10,9 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from app.api import calendar as calendar_api
+from app.api import coverage as coverage_api
 from app.api import errors, jurisdiction, pages, projects, public, territory
+from app.api import patrols as patrols_api
 from app.api.deps import SessionDep
 from app.services.territory import level_counts
 from layers.offline import STATIC_DIR
@@ -29,6 +31,8 @@ app.include_router(pages.router)
 app.include_router(projects.router)
 app.include_router(calendar_api.router)
 app.include_router(public.router)
+app.include_router(patrols_api.router)
+app.include_router(coverage_api.router)
 app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 

@@ -121,6 +121,8 @@ _POST_MARGIN_BREAKS_S = 0.6
 # Share of the search spent looking for a plan that serves every mandatory site before
 # settling for one that serves as many as it can (the rest then says why).
 _PHASE1_SHARE = 0.7
+_NUM_NEIGHBOURS = 50  # PyVRP granular neighbourhood size
+_PASS1_SHARE = 0.5  # with breaks: share of the search before breaks become clients
 
 
 @dataclass(frozen=True)
@@ -864,6 +866,13 @@ class _Deadline:
         return best_cost == _INFEASIBLE_COST
 
 
+def _solve_params() -> object:
+    from pyvrp import SolveParams
+    from pyvrp.search import NeighbourhoodParams
+
+    return SolveParams(neighbourhood=NeighbourhoodParams(num_neighbours=_NUM_NEIGHBOURS))
+
+
 def _search(data: object, stop: _Deadline, seed: int, initial: object | None = None) -> object:
     from pyvrp import solve
     from pyvrp.exceptions import PenaltyBoundWarning, ScalingWarning
@@ -871,7 +880,14 @@ def _search(data: object, stop: _Deadline, seed: int, initial: object | None = N
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PenaltyBoundWarning)
         warnings.simplefilter("always", ScalingWarning)
-        result = solve(data, stop, seed=seed, collect_stats=False, initial_solution=initial)
+        result = solve(
+            data,
+            stop,
+            seed=seed,
+            collect_stats=False,
+            params=_solve_params(),
+            initial_solution=initial,
+        )
     for w in caught:
         logger.debug("pyvrp: %s", str(w.message).strip())
     return result.best
@@ -919,7 +935,7 @@ def _solve_model(
     """
     now = time.perf_counter()
     has_rest = any(prob.inspectors[k].rest is not None for k in range(len(prob.inspectors)))
-    t_pass1 = now + (0.5 if has_rest else 1.0) * max(t_end - now, 0.0)
+    t_pass1 = now + (_PASS1_SHARE if has_rest else 1.0) * max(t_end - now, 0.0)
     model = _build_model(prob, ok, soft_mandatory=False)
     give_up = now + _PHASE1_SHARE * (t_pass1 - now) if model.mandatory_clients else None
     best = _search(model.data, _Deadline(t_pass1, give_up), seed)

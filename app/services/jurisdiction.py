@@ -121,18 +121,37 @@ def assign_geometry(session: Session, geometry: dict[str, Any]) -> Jurisdiction:
     return _resolve(session, geom_sql, {"gj": json.dumps(geometry)}, polygon)
 
 
+_LOCATORS: dict[tuple[str, object], tuple[object, object]] = {}
+
+
 def grid_locator(session: Session):
-    """A bulk locator over the current grids (built per call; cheap next to a bulk job)."""
+    """A bulk locator over the current grids, cached until the grids are redrawn.
+
+    Returns ``(locator, grids)``; ``locator`` is None when no grid is loaded.
+    """
     from app.services.territory import current_units
     from gis.jurisdiction import PolygonLocator
 
-    grids = current_units(session, "grid")
-    return PolygonLocator.from_frame(grids, code_column="code"), grids
+    # The newest import and the current count change whenever the grids do.
+    version = session.execute(
+        text(
+            "SELECT max(import_id), count(*), max(valid_from) FROM grids WHERE valid_to IS NULL"
+        )
+    ).one()
+    key = (str(session.get_bind().engine.url), tuple(version))
+    if key not in _LOCATORS:
+        grids = current_units(session, "grid")
+        locator = PolygonLocator.from_frame(grids, code_column="code") if len(grids) else None
+        _LOCATORS.clear()  # one territory version is enough to keep
+        _LOCATORS[key] = (locator, grids)
+    return _LOCATORS[key]
 
 
 def assign_points_bulk(session: Session, lon: np.ndarray, lat: np.ndarray) -> list[str | None]:
     """Grid codes for many points at once (None where outside every grid)."""
     locator, _ = grid_locator(session)
+    if locator is None:
+        return [None] * len(lon)
     return locator.assign(np.asarray(lon, float), np.asarray(lat, float)).tolist()
 
 
