@@ -217,3 +217,28 @@ def page(browser):
         yield pg
     finally:
         context.close()
+
+
+@pytest.fixture
+def cli(db_url: str, monkeypatch):
+    """Run the ``xiaosan`` CLI against the test database: ``cli("jurisdiction", "at", ...)``.
+
+    The CLI commits through its own engine (as it does for a user), so what it writes stays in
+    the session's test database.
+    """
+    from typer.testing import CliRunner
+
+    from app.cli import app
+    from app.config import get_settings
+    from app.db import get_engine
+
+    monkeypatch.setitem(os.environ, "DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        yield lambda *args: runner.invoke(app, [str(a) for a in args])
+    finally:
+        get_engine(None).dispose()
+        get_engine(db_url).dispose()
+        get_engine.cache_clear()
+        get_settings.cache_clear()

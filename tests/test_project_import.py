@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 
 from sqlalchemy import func, select
-from typer.testing import CliRunner
 
 from app.models import Project
 from app.services.project_import import import_rows, read_rows
@@ -46,33 +44,16 @@ def test_import_reports_bad_rows_and_keeps_good_ones(session, tmp_path):
     assert session.scalar(select(func.count()).select_from(Project)) == before + 2
 
 
-def test_cli_import_and_export(db_url, session, tmp_path, monkeypatch):
-    from app.cli import app
-    from app.config import get_settings
-
+def test_cli_import_and_export(cli, session, tmp_path):
     path = tmp_path / "batch.csv"
     write_csv(path, session)
-    monkeypatch.setitem(os.environ, "DATABASE_URL", db_url)
-    get_settings.cache_clear()
-    try:
-        runner = CliRunner()
-        result = runner.invoke(app, ["projects", "import", str(path), "--report",
-                                     str(tmp_path / "report.json")])
-        assert result.exit_code == 1, result.output  # some rows were rejected
-        assert "2 of 5 rows registered" in result.output
-        assert (tmp_path / "report.json").exists()
-        out = tmp_path / "export.csv"
-        result = runner.invoke(app, ["projects", "export", "-o", str(out), "--state",
-                                     "refused"])
-        assert result.exit_code == 0, result.output
-        with out.open(encoding="utf-8") as fh:
-            exported = list(csv.DictReader(fh))
-        assert any(r["source"] == "import:batch.csv" for r in exported)
-    finally:
-        from app.db import get_engine
-
-        # The CLI cached an engine for "the configured URL"; drop it, closing every pool.
-        get_engine(None).dispose()
-        get_engine(db_url).dispose()
-        get_engine.cache_clear()
-        get_settings.cache_clear()
+    result = cli("projects", "import", path, "--report", tmp_path / "report.json")
+    assert result.exit_code == 1, result.output  # some rows were rejected
+    assert "2 of 5 rows registered" in result.output
+    assert (tmp_path / "report.json").exists()
+    out = tmp_path / "export.csv"
+    result = cli("projects", "export", "-o", out, "--state", "refused")
+    assert result.exit_code == 0, result.output
+    with out.open(encoding="utf-8") as fh:
+        exported = list(csv.DictReader(fh))
+    assert any(r["source"] == "import:batch.csv" for r in exported)

@@ -22,7 +22,7 @@ from app.models import LEVEL_MODELS, BoundaryImport
 from app.models.territory import PARENT_LEVEL
 from app.services import audit
 from gis._errors import GisError
-from gis.validation import ValidationReport, validate_level
+from gis.validation import ERROR, Issue, ValidationReport, validate_level
 from grid_data.importer import BoundaryFrame, district_of
 
 log = logging.getLogger(__name__)
@@ -75,16 +75,35 @@ def current_units(
 def validate_frame(
     session: Session, boundary: BoundaryFrame, *, sliver_m2: float
 ) -> ValidationReport:
-    """Validate a level read from a file against the parents now in the database."""
+    """Validate a level read from a file against the parents now in the database.
+
+    When none of the parents is loaded, the level is still checked on its own (gaps are then
+    the holes between its units) and the missing parents are reported as errors.
+    """
     parent_level = PARENT_LEVEL[boundary.level]
-    parent = None
     frame = boundary.frame
     if parent_level is None:
         frame = frame.drop(columns=["parent_code"], errors="ignore")
-    else:
-        parent_codes = sorted(set(boundary.frame["parent_code"]))
-        parent = current_units(session, parent_level, codes=parent_codes)
-    return validate_level(frame, level=boundary.level, parent=parent, sliver_area_m2=sliver_m2)
+        return validate_level(frame, level=boundary.level, sliver_area_m2=sliver_m2)
+    parent_codes = sorted(set(boundary.frame["parent_code"]))
+    parent = current_units(session, parent_level, codes=parent_codes)
+    if len(parent):
+        return validate_level(
+            frame, level=boundary.level, parent=parent, sliver_area_m2=sliver_m2
+        )
+    report = validate_level(
+        frame.drop(columns=["parent_code"]), level=boundary.level, sliver_area_m2=sliver_m2
+    )
+    shown = ", ".join(parent_codes[:5]) + (" ..." if len(parent_codes) > 5 else "")
+    report.issues.append(
+        Issue(
+            kind="parent_mismatch",
+            severity=ERROR,
+            codes=tuple(parent_codes),
+            message=f"parent_code: no {parent_level} {shown} is loaded; import that level first",
+        )
+    )
+    return report
 
 
 def import_level(
