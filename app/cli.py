@@ -29,6 +29,14 @@ from app.cli_projects import calendar_app, demo_activity, projects_app  # noqa: 
 app.add_typer(projects_app, name="projects")
 app.add_typer(calendar_app, name="calendar")
 demo_app.command("activity")(demo_activity)
+from app.cli_patrols import coverage_app, demo_patrols, patrols_app  # noqa: E402
+
+app.add_typer(patrols_app, name="patrols")
+app.add_typer(coverage_app, name="coverage")
+demo_app.command("patrols")(demo_patrols)
+from app.cli_hotspots import hotspots_app  # noqa: E402
+
+app.add_typer(hotspots_app, name="hotspots")
 
 console = Console()
 err = Console(stderr=True)
@@ -180,7 +188,7 @@ def demo_load(
         _fail(f"database: {exc}")
     with session_factory()() as session:
         load_demo(session, progress=lambda lvl, what: console.print(f"  {lvl:<10} {what}"),
-                  activity=activity)
+                  activity=activity, patrols=activity)
     console.print("[green]demo district ready[/]")
 
 

@@ -11,8 +11,10 @@ from sqlalchemy import text
 
 from app.api import calendar as calendar_api
 from app.api import coverage as coverage_api
-from app.api import errors, jurisdiction, pages, projects, public, territory
+from app.api import errors, hotspots, jurisdiction, pages, projects, public, territory
+from app.api import hazards as hazards_api
 from app.api import patrols as patrols_api
+from app.api import rankings as rankings_api
 from app.api.deps import SessionDep
 from app.services.territory import level_counts
 from layers.offline import STATIC_DIR
@@ -33,6 +35,9 @@ app.include_router(calendar_api.router)
 app.include_router(public.router)
 app.include_router(patrols_api.router)
 app.include_router(coverage_api.router)
+app.include_router(hotspots.router)
+app.include_router(hazards_api.router)
+app.include_router(rankings_api.router)
 app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 

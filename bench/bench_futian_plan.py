@@ -34,7 +34,13 @@ from gis.matrix import travel_matrix  # noqa: E402
 from gis.roads import load_road_network  # noqa: E402
 from gis.routing import Break, Inspector, Plan, Site, plan_day  # noqa: E402
 
-GRAPH = ROOT.parent / "shared" / "realdata" / "shenzhen_transbigdata" / "futian_osm_network_osmnx.graphml"
+GRAPH = (
+    ROOT.parent
+    / "shared"
+    / "realdata"
+    / "shenzhen_transbigdata"
+    / "futian_osm_network_osmnx.graphml"
+)
 N_SITES, N_INSPECTORS, N_OFFICES, N_AREAS = 300, 10, 3, 5
 SHIFT = (8.5 * 3600, 17.5 * 3600)
 LUNCH = Break(12.0 * 3600, 13.5 * 3600, 3600.0)
@@ -45,7 +51,10 @@ def scenario(network, rng: np.random.Generator):
     canonical = np.flatnonzero(network.edge_is_canonical)
     weights = network.edge_length_m[canonical] / network.edge_length_m[canonical].sum()
     edges = rng.choice(canonical, N_OFFICES + N_SITES, replace=True, p=weights)
-    pts = [network.edge_geometry[e].interpolate(rng.uniform(0.05, 0.95), normalized=True) for e in edges]
+    pts = [
+        network.edge_geometry[e].interpolate(rng.uniform(0.05, 0.95), normalized=True)
+        for e in edges
+    ]
     lon = np.array([p.x for p in pts])
     lat = np.array([p.y for p in pts])
     # Jitter sites up to ~30 m off the road (1e-5 deg ~ 1.1 m).
@@ -221,26 +230,39 @@ def main() -> None:
     t_vroom = time.perf_counter() - t
 
     rep = network.report
-    print(f"Futian ebike network: {rep.nodes} nodes, {rep.edges} edges, {rep.km:.1f} km kept; "
-          f"{rep.cut_nodes} nodes / {rep.cut_km:.1f} km cut (not strongly connected)")
+    print(
+        f"Futian ebike network: {rep.nodes} nodes, {rep.edges} edges, {rep.km:.1f} km kept; "
+        f"{rep.cut_nodes} nodes / {rep.cut_km:.1f} km cut (not strongly connected)"
+    )
     print(f"graph read + filter: {t_cold:.2f} s cold, {t_cached:.3f} s from cache")
-    print(f"snap + matrix {len(lon)}x{len(lon)}: {t_matrix:.3f} s "
-          f"({int((~matrix.reachable).sum())} points off the network)")
+    print(
+        f"snap + matrix {len(lon)}x{len(lon)}: {t_matrix:.3f} s "
+        f"({int((~matrix.reachable).sum())} points off the network)"
+    )
     n_mand = sum(s.mandatory for s in sites)
     print()
-    header = f"{'solver':10s} {'feasible':>8s} {'mandatory':>10s} {'value':>7s} {'served':>7s} {'travel min':>10s} {'seconds':>8s}"
+    header = (
+        f"{'solver':10s} {'feasible':>8s} {'mandatory':>10s} {'value':>7s} {'served':>7s} "
+        f"{'travel min':>10s} {'seconds':>8s}"
+    )
     print(header)
     print("-" * len(header))
     for name, routes, secs in (("ours", ours_routes, t_ours), ("vroom-x5", vroom_routes, t_vroom)):
         feasible, mand, value, travel = evaluate(inspectors, sites, durations, routes)
         served = sum(len(r) for r in routes.values())
-        print(f"{name:10s} {str(feasible):>8s} {mand:>4d}/{n_mand:<5d} {value:7.0f} {served:7d} {travel:10.1f} {secs:8.2f}")
+        print(
+            f"{name:10s} {str(feasible):>8s} {mand:>4d}/{n_mand:<5d} {value:7.0f} {served:7d} "
+            f"{travel:10.1f} {secs:8.2f}"
+        )
     print()
     reasons: dict[str, int] = {}
     for lo in plan.left_out:
         key = f"{lo.reason}/{lo.constraint}"
         reasons[key] = reasons.get(key, 0) + 1
-    print(f"ours: solver {plan.solver}; left out: " + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())))
+    print(
+        f"ours: solver {plan.solver}; left out: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+    )
 
 
 if __name__ == "__main__":

@@ -74,7 +74,9 @@ def read_instance(name: str, bks: dict[str, tuple[int, float]]) -> Instance:
 
 def read_bks() -> dict[str, tuple[int, float]]:
     with (DATA / "bks_solomon_100.csv").open() as fh:
-        return {r["instance"]: (int(r["vehicles"]), float(r["distance"])) for r in csv.DictReader(fh)}
+        return {
+            r["instance"]: (int(r["vehicles"]), float(r["distance"])) for r in csv.DictReader(fh)
+        }
 
 
 def int_matrix(inst: Instance) -> np.ndarray:
@@ -167,9 +169,7 @@ def run_pyvrp(inst: Instance, seconds: float) -> list[list[int]]:
     res = solve(data, MaxRuntime(seconds), seed=0, collect_stats=False)
     if not res.best.is_feasible():
         return []
-    return [
-        [act.idx + 1 for act in r.schedule() if act.is_client()] for r in res.best.routes()
-    ]
+    return [[act.idx + 1 for act in r.schedule() if act.is_client()] for r in res.best.routes()]
 
 
 def run_vroom(inst: Instance, seconds: float) -> list[list[int]]:
@@ -195,7 +195,9 @@ def run_vroom(inst: Instance, seconds: float) -> list[list[int]]:
                 location=i,
                 default_service=int(inst.service[i] * SCALE),
                 delivery=vroom.Amount([int(inst.demand[i])]),
-                time_windows=[vroom.TimeWindow(int(inst.ready[i] * SCALE), int(inst.due[i] * SCALE))],
+                time_windows=[
+                    vroom.TimeWindow(int(inst.ready[i] * SCALE), int(inst.due[i] * SCALE))
+                ],
             )
         )
     sol = problem.solve(exploration_level=5, nb_threads=4)
@@ -220,12 +222,16 @@ def run_ortools(inst: Instance, seconds: float, *, tuned: bool = False) -> list[
     routing.AddDimension(time_cb, horizon, horizon, False, "time")
     tdim = routing.GetDimensionOrDie("time")
     for i in range(1, n):
-        tdim.CumulVar(manager.NodeToIndex(i)).SetRange(int(inst.ready[i] * SCALE), int(inst.due[i] * SCALE))
+        tdim.CumulVar(manager.NodeToIndex(i)).SetRange(
+            int(inst.ready[i] * SCALE), int(inst.due[i] * SCALE)
+        )
     for v in range(inst.bks_vehicles):
         tdim.CumulVar(routing.Start(v)).SetRange(0, horizon)
         tdim.CumulVar(routing.End(v)).SetRange(0, horizon)
     demand_cb = routing.RegisterUnaryTransitVector([int(x) for x in inst.demand])
-    routing.AddDimensionWithVehicleCapacity(demand_cb, 0, [inst.capacity] * inst.bks_vehicles, True, "load")
+    routing.AddDimensionWithVehicleCapacity(
+        demand_cb, 0, [inst.capacity] * inst.bks_vehicles, True, "load"
+    )
     params = pywrapcp.DefaultRoutingSearchParameters()
     params.time_limit.FromMilliseconds(int(seconds * 1000))
     if tuned:  # what one would configure for this problem: droppable visits, GLS
@@ -263,8 +269,12 @@ SOLVERS = {
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--instances", default="", help="comma-separated, e.g. C101,R101 (default: all)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--instances", default="", help="comma-separated, e.g. C101,R101 (default: all)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="time limit per solver run")
     parser.add_argument("--solvers", default="ours,vroom,pyvrp,ortools")
     args = parser.parse_args()
@@ -285,19 +295,31 @@ def main() -> None:
             t = time.perf_counter()
             routes = SOLVERS[s](inst, args.seconds)
             elapsed = time.perf_counter() - t
-            feasible, all_served, dist, _ = evaluate(inst, routes) if routes else (False, False, math.nan, 0)
+            feasible, all_served, dist, _ = (
+                evaluate(inst, routes) if routes else (False, False, math.nan, 0)
+            )
             gap = 100.0 * (dist / inst.bks_distance - 1.0) if all_served else math.nan
             results[s].append((feasible, all_served, gap, elapsed))
             flag = ("F" if feasible else "-") + ("A" if all_served else "-")
             cells.append(f"{flag:>3s} {dist:9.2f} {gap:6.2f} {elapsed:5.1f}")
-        print(f"{name:9s} {inst.bks_vehicles:3d}/{inst.bks_distance:8.2f} " + " ".join(f"{c:>26s}" for c in cells), flush=True)
+        print(
+            f"{name:9s} {inst.bks_vehicles:3d}/{inst.bks_distance:8.2f} "
+            + " ".join(f"{c:>26s}" for c in cells),
+            flush=True,
+        )
     print("-" * len(header))
     print(f"{'summary':22s} " + " ".join(f"{s:>26s}" for s in solvers))
     for label, fn in (
         ("feasible", lambda r: f"{sum(x[0] for x in r)}/{len(r)}"),
         ("all served", lambda r: f"{100.0 * sum(x[1] for x in r) / len(r):.0f}%"),
-        ("mean gap (all served)", lambda r: f"{np.nanmean([x[2] for x in r]) if any(x[1] for x in r) else math.nan:.2f}%"),
-        ("max gap (all served)", lambda r: f"{np.nanmax([x[2] for x in r]) if any(x[1] for x in r) else math.nan:.2f}%"),
+        (
+            "mean gap (all served)",
+            lambda r: f"{np.nanmean([x[2] for x in r]) if any(x[1] for x in r) else math.nan:.2f}%",
+        ),
+        (
+            "max gap (all served)",
+            lambda r: f"{np.nanmax([x[2] for x in r]) if any(x[1] for x in r) else math.nan:.2f}%",
+        ),
         ("mean seconds", lambda r: f"{np.mean([x[3] for x in r]):.2f}"),
         ("max seconds", lambda r: f"{np.max([x[3] for x in r]):.2f}"),
     ):

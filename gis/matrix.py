@@ -116,7 +116,10 @@ class TravelMatrix:
             msg = f"leg ({i}, {j}) is outside the {n} points of the matrix"
             raise GisError(msg)
         if not np.isfinite(self.durations_s[i, j]):
-            msg = f"no route from point {i} to point {j}: one is unreachable on the {self.mode} network"
+            msg = (
+                f"no route from point {i} to point {j}: "
+                f"one is unreachable on the {self.mode} network"
+            )
             raise GisError(msg)
         if self.method == "straight_line" or self._paths is None:
             return shapely.LineString([(self.lon[i], self.lat[i]), (self.lon[j], self.lat[j])])
@@ -130,7 +133,9 @@ def haversine_m(
     lon1: ArrayLike, lat1: ArrayLike, lon2: ArrayLike, lat2: ArrayLike
 ) -> NDArray[np.float64]:
     """Great-circle distance in metres between (lon1, lat1) and (lon2, lat2), broadcasting."""
-    lon1, lat1, lon2, lat2 = (np.radians(np.asarray(a, dtype=float)) for a in (lon1, lat1, lon2, lat2))
+    lon1, lat1, lon2, lat2 = (
+        np.radians(np.asarray(a, dtype=float)) for a in (lon1, lat1, lon2, lat2)
+    )
     h = (
         np.sin((lat2 - lat1) / 2.0) ** 2
         + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2.0) ** 2
@@ -181,7 +186,9 @@ def travel_matrix(
     lon_arr = np.atleast_1d(np.asarray(lon, dtype=float))
     lat_arr = np.atleast_1d(np.asarray(lat, dtype=float))
     if lon_arr.ndim != 1 or lon_arr.shape != lat_arr.shape:
-        msg = f"lon and lat must be 1-D arrays of one length, got {lon_arr.shape} and {lat_arr.shape}"
+        msg = (
+            f"lon and lat must be 1-D arrays of one length, got {lon_arr.shape} and {lat_arr.shape}"
+        )
         raise GisError(msg)
     if lon_arr.size == 0:
         msg = "travel_matrix needs at least one point"
@@ -199,7 +206,9 @@ def travel_matrix(
     durations, paths = _network_durations(network, snap, keep_paths=keep_paths)
     n_unreachable = int((~snap.reachable).sum())
     if n_unreachable:
-        logger.info("%d of %d points are off the %s network", n_unreachable, snap.edge.size, network.mode)
+        logger.info(
+            "%d of %d points are off the %s network", n_unreachable, snap.edge.size, network.mode
+        )
     return TravelMatrix(
         durations_s=durations,
         distances_m=durations * network.speed_mps,

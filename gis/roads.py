@@ -12,10 +12,11 @@ A patrol inspector walks, rides a patrol e-bike or drives. Each mode sees a diff
     roads, and without them a district falls apart (on the Futian graph, dropping trunk roads
     cuts 56 of 186 km off the main component). One-way rules are **kept on tertiary roads and
     above** (trunk, primary, secondary, tertiary and their links): these are the roads where
-    riding against traffic is enforced and dangerous. On minor roads (residential, service, living street, unclassified, track,
-    cycleway, path) a patrol e-bike is assumed to ride both ways, as it does in practice and as
-    OSM's ``oneway:bicycle=no`` usually says. Change :data:`EBIKE_ONEWAY_HIGHWAYS` through the
-    ``ebike_oneway_highways`` option if a district rules otherwise.
+    riding against traffic is enforced and dangerous. On minor roads (residential, service,
+    living street, unclassified, track, cycleway, path) a patrol e-bike is assumed to ride both
+    ways, as it does in practice and as OSM's ``oneway:bicycle=no`` usually says. Change
+    :data:`EBIKE_ONEWAY_HIGHWAYS` through the ``ebike_oneway_highways`` option if a district
+    rules otherwise.
 ``car``
     One-way rules apply; no footway, path, pedestrian street, steps, cycleway, bridleway,
     corridor or track, and no road tagged ``access=private``.

@@ -121,7 +121,13 @@ _POST_MARGIN_BREAKS_S = 0.6
 # Share of the search spent looking for a plan that serves every mandatory site before
 # settling for one that serves as many as it can (the rest then says why).
 _PHASE1_SHARE = 0.7
-_NUM_NEIGHBOURS = 50  # PyVRP granular neighbourhood size
+_NUM_NEIGHBOURS = 40  # granular neighbourhood size
+# Late-acceptance history of PyVRP's iterated local search. Its default (300) suits long
+# runs; with the seconds a dispatcher waits, 30 did better on Solomon and on Futian plans.
+_HISTORY_LENGTH = 30
+# Converged after this many iterations without improvement (small problems return early).
+_PATIENCE_BASE = 5000
+_PATIENCE_PER_CLIENT = 100
 _PASS1_SHARE = 0.5  # with breaks: share of the search before breaks become clients
 
 
@@ -367,9 +373,7 @@ class _Problem:
     free_work: list[int] = field(default_factory=list)
 
 
-def _as_matrices(
-    durations: object, name: str, modes: set[str]
-) -> dict[str, NDArray[np.float64]]:
+def _as_matrices(durations: object, name: str, modes: set[str]) -> dict[str, NDArray[np.float64]]:
     if isinstance(durations, TravelMatrix):
         durations = durations.durations_s if name == "durations" else durations.distances_m
     if isinstance(durations, Mapping):
@@ -402,6 +406,9 @@ def _check_matrix(matrix: NDArray, name: str, n_needed: int, shape: tuple | None
         raise GisError(msg)
     if (matrix < 0).any():
         msg = f"{name} contains negative travel values"
+        raise GisError(msg)
+    if np.any(np.diagonal(matrix) != 0):
+        msg = f"{name} must have a zero diagonal (travel from a place to itself)"
         raise GisError(msg)
 
 
@@ -441,7 +448,9 @@ def _validate(
             raise GisError(msg)
         for label, value in (("max_stops", insp.max_stops), ("max_workload", insp.max_workload)):
             if value is not None and (int(value) != value or value < 0):
-                msg = f"inspector {insp.id!r}: {label} must be a non-negative integer, got {value!r}"
+                msg = (
+                    f"inspector {insp.id!r}: {label} must be a non-negative integer, got {value!r}"
+                )
                 raise GisError(msg)
         rest = insp.rest
         if rest is not None:
@@ -473,16 +482,23 @@ def _validate(
             msg = f"site {site.id!r}: value must be a finite number >= 0, got {site.value!r}"
             raise GisError(msg)
         if int(site.workload) != site.workload or site.workload < 0:
-            msg = f"site {site.id!r}: workload must be a non-negative integer, got {site.workload!r}"
+            msg = (
+                f"site {site.id!r}: workload must be a non-negative integer, got {site.workload!r}"
+            )
             raise GisError(msg)
         if site.time_window is not None:
             early, late = site.time_window
             if not (math.isfinite(early) and math.isfinite(late) and early <= late):
-                msg = f"site {site.id!r}: time window {site.time_window} is not (earliest <= latest)"
+                msg = (
+                    f"site {site.id!r}: time window {site.time_window} is not (earliest <= latest)"
+                )
                 raise GisError(msg)
 
     n_needed = 1 + max(
-        [max(i.start_index, i.end_index if i.end_index is not None else i.start_index) for i in inspectors]
+        [
+            max(i.start_index, i.end_index if i.end_index is not None else i.start_index)
+            for i in inspectors
+        ]
         + [s.location_index for s in sites]
     )
     negative = [i.id for i in inspectors if min(i.start_index, i.end_index or 0) < 0]
@@ -538,7 +554,10 @@ def _validate(
                 )
                 raise GisError(msg)
             if allowed is not None and sid not in allowed:
-                msg = f"contradictory pins: site {sid!r} is in the fixed order of {iid!r}, whose area excludes it"
+                msg = (
+                    f"contradictory pins: site {sid!r} is in the fixed order of {iid!r}, "
+                    "whose area excludes it"
+                )
                 raise GisError(msg)
             seen[sid] = iid
             positions.append(site_pos[sid])
@@ -620,7 +639,14 @@ def _hhmm(seconds: float) -> str:
 # ---------------------------------------------------------------------------------------
 # Eligibility: who may serve what, and is it feasible alone?
 
-_STAGE = {"area": 0, "reachability": 1, "shift_length": 2, "time_window": 3, "max_stops": 4, "max_workload": 4}
+_STAGE = {
+    "area": 0,
+    "reachability": 1,
+    "shift_length": 2,
+    "time_window": 3,
+    "max_stops": 4,
+    "max_workload": 4,
+}
 
 
 def _alone_check(prob: _Problem, k: int, s: int) -> str | None:
@@ -715,6 +741,7 @@ class _Model:
     vehicle_insp: list[int]  # vehicle type index -> inspector position
     mandatory_clients: list[int]
     rest_client: dict[int, int]  # inspector position -> client index of their break
+    allowed: NDArray[np.bool_]  # vehicle type x client: may visit
 
 
 def _build_model(
@@ -764,6 +791,7 @@ def _build_model(
     profiles: dict[tuple[str, bytes], int] = {}
     matrices: list[NDArray[np.int64]] = []
     vehicle_types = []
+    allowed = np.zeros((n_v, n_c + len(rests)), dtype=bool)
     use_load = any(
         prob.inspectors[k].max_stops is not None or prob.inspectors[k].max_workload is not None
         for k in vehicles
@@ -771,6 +799,7 @@ def _build_model(
     for v, k in enumerate(vehicles):
         insp = prob.inspectors[k]
         mask = np.concatenate([ok[k, candidates], np.array([r == k for r in rests], dtype=bool)])
+        allowed[v] = mask
         key = (insp.mode, np.packbits(mask).tobytes())
         if key not in profiles:
             m = base[insp.mode].copy()
@@ -846,48 +875,100 @@ def _build_model(
         vehicle_insp=vehicles,
         mandatory_clients=mandatory_clients,
         rest_client=rest_client,
+        allowed=allowed,
     )
 
 
 class _Deadline:
-    """PyVRP stop criterion: a wall-clock end, and optionally an early give-up when the best
-    solution is still infeasible (mandatory sites that cannot all be served)."""
+    """PyVRP stop criterion: a wall-clock end; an early end once the search has converged
+    (``patience`` iterations without a better plan); and optionally an early give-up when
+    the best plan is still infeasible (mandatory sites that cannot all be served)."""
 
-    def __init__(self, t_end: float, give_up_infeasible_at: float | None = None):
+    def __init__(self, t_end: float, *, patience: int, give_up_infeasible_at: float | None = None):
         self.t_end = t_end
+        self.patience = patience
         self.give_up_at = give_up_infeasible_at
+        self.best = _INFEASIBLE_COST
+        self.stale = 0
 
     def __call__(self, best_cost: int) -> bool:
         now = time.perf_counter()
         if now >= self.t_end:
             return True
+        if best_cost < self.best:
+            self.best, self.stale = best_cost, 0
+        else:
+            self.stale += 1
+            if self.stale >= self.patience and best_cost != _INFEASIBLE_COST:
+                return True
         if self.give_up_at is None or now < self.give_up_at:
             return False
         return best_cost == _INFEASIBLE_COST
 
 
-def _solve_params() -> object:
-    from pyvrp import SolveParams
-    from pyvrp.search import NeighbourhoodParams
-
-    return SolveParams(neighbourhood=NeighbourhoodParams(num_neighbours=_NUM_NEIGHBOURS))
+def _patience(model: _Model) -> int:
+    """Iterations without improvement after which the search is taken as converged."""
+    return _PATIENCE_BASE + _PATIENCE_PER_CLIENT * model.data.num_clients
 
 
-def _search(data: object, stop: _Deadline, seed: int, initial: object | None = None) -> object:
-    from pyvrp import solve
+def _neighbours(model: _Model) -> dict:
+    """Granular neighbourhoods: each client's nearest clients that a common vehicle may visit.
+
+    PyVRP's own neighbourhoods take the minimum over profiles, so with patrol areas most
+    neighbours of a site would lie in other areas, where no move can use them.
+    """
+    from pyvrp import Activity, ActivityType
+
+    data = model.data
+    n_v = data.num_vehicle_types
+    first = data.num_depots  # depot locations come first, then one location per client
+    n_c = data.num_clients
+    if n_c <= 1:
+        return {Activity(ActivityType.CLIENT, c): [] for c in range(n_c)}
+    proximity = np.full((n_c, n_c), np.inf)
+    for v in range(n_v):
+        m = data.duration_matrix(data.vehicle_type(v).profile)[first:, first:].astype(float)
+        ok_v = model.allowed[v]
+        sym = (m + m.T) / 2.0
+        proximity = np.minimum(proximity, np.where(ok_v[:, None] & ok_v[None, :], sym, np.inf))
+    np.fill_diagonal(proximity, np.inf)
+    k = min(_NUM_NEIGHBOURS, n_c - 1)
+    nearest = np.argsort(proximity, axis=1, kind="stable")[:, :k]
+    out = {}
+    for c in range(n_c):
+        near = [int(j) for j in nearest[c] if np.isfinite(proximity[c, j])]
+        out[Activity(ActivityType.CLIENT, c)] = [Activity(ActivityType.CLIENT, j) for j in near]
+    return out
+
+
+def _search(model: _Model, stop: _Deadline, seed: int, initial: object | None = None) -> object:
+    """PyVRP's ``solve``, with our neighbourhoods; warnings go to the log."""
+    from pyvrp import (
+        IteratedLocalSearch,
+        PenaltyManager,
+        RandomNumberGenerator,
+        Solution,
+        SolveParams,
+    )
     from pyvrp.exceptions import PenaltyBoundWarning, ScalingWarning
+    from pyvrp.IteratedLocalSearch import IteratedLocalSearchParams
+    from pyvrp.search import LocalSearch, PerturbationManager
 
+    data = model.data
+    params = SolveParams(ils=IteratedLocalSearchParams(history_length=_HISTORY_LENGTH))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PenaltyBoundWarning)
         warnings.simplefilter("always", ScalingWarning)
-        result = solve(
-            data,
-            stop,
-            seed=seed,
-            collect_stats=False,
-            params=_solve_params(),
-            initial_solution=initial,
-        )
+        rng = RandomNumberGenerator(seed=seed)
+        ls = LocalSearch(data, rng, _neighbours(model), PerturbationManager(params.perturbation))
+        for op in params.operators:
+            if op.supports(data):
+                ls.add_operator(op(data))
+        pm = PenaltyManager(params.penalty.midpoint_penalties(data), params.penalty)
+        if initial is None:
+            initial = ls(Solution.make_random(data, rng), pm.max_cost_evaluator(), exhaustive=True)
+        algo = IteratedLocalSearch(data, pm, ls, initial, params.ils)
+        result = algo.run(stop, collect_stats=False)
     for w in caught:
         logger.debug("pyvrp: %s", str(w.message).strip())
     return result.best
@@ -905,7 +986,9 @@ def _routes_of(model: _Model, best: object) -> dict[int, list[int]]:
         return routes
     for route in best.routes():
         k = model.vehicle_insp[route.vehicle_type()]
-        routes[k] = [model.client_site[c] for c in _client_visits(route) if model.client_site[c] >= 0]
+        routes[k] = [
+            model.client_site[c] for c in _client_visits(route) if model.client_site[c] >= 0
+        ]
     return routes
 
 
@@ -938,14 +1021,17 @@ def _solve_model(
     t_pass1 = now + (_PASS1_SHARE if has_rest else 1.0) * max(t_end - now, 0.0)
     model = _build_model(prob, ok, soft_mandatory=False)
     give_up = now + _PHASE1_SHARE * (t_pass1 - now) if model.mandatory_clients else None
-    best = _search(model.data, _Deadline(t_pass1, give_up), seed)
+    best = _search(
+        model, _Deadline(t_pass1, patience=_patience(model), give_up_infeasible_at=give_up), seed
+    )
     soft = not best.is_feasible()
     label = "pyvrp"
     if soft:
         logger.info("no plan serves every mandatory site; planning them as top-priority optional")
         soft_model = _build_model(prob, ok, soft_mandatory=True)
         warm = _warm_start(soft_model, _routes_of_any(model, best), {})
-        best = _search(soft_model.data, _Deadline(max(t_pass1, time.perf_counter() + 0.05)), seed, warm)
+        stop = _Deadline(max(t_pass1, time.perf_counter() + 0.05), patience=_patience(soft_model))
+        best = _search(soft_model, stop, seed, warm)
         model, label = soft_model, "pyvrp+soft-mandatory"
     routes = _routes_of(model, best)
     if not has_rest:
@@ -967,7 +1053,8 @@ def _solve_model(
         rest_pos[k] = timed.rest_stop - len(prefix)
     exact = _build_model(prob, ok, soft_mandatory=soft, rest_loc=rest_loc)
     warm = _warm_start(exact, seqs, rest_pos)
-    best = _search(exact.data, _Deadline(max(t_end, time.perf_counter() + 0.05)), seed + 1, warm)
+    stop = _Deadline(max(t_end, time.perf_counter() + 0.05), patience=_patience(exact))
+    best = _search(exact, stop, seed + 1, warm)
     return _routes_of(exact, best), label
 
 
@@ -976,7 +1063,9 @@ def _routes_of_any(model: _Model, best: object) -> dict[int, list[int]]:
     routes: dict[int, list[int]] = {}
     for route in best.routes():
         k = model.vehicle_insp[route.vehicle_type()]
-        routes[k] = [model.client_site[c] for c in _client_visits(route) if model.client_site[c] >= 0]
+        routes[k] = [
+            model.client_site[c] for c in _client_visits(route) if model.client_site[c] >= 0
+        ]
     return routes
 
 
@@ -1028,7 +1117,11 @@ def _simulate(
             if arrive > insp.shift_end_s + _EPS:
                 return None
             return _Timed(
-                stops=stops, back=arrive, rest=rest, rest_location=rest_location, rest_stop=rest_stop
+                stops=stops,
+                back=arrive,
+                rest=rest,
+                rest_location=rest_location,
+                rest_stop=rest_stop,
             )
         site = prob.sites[seq[i]]
         ready = arrive
@@ -1112,7 +1205,9 @@ def _fit_route(
             pool[0],
         )
         dropped[seq[victim]] = "break" if insp.rest is not None else "shift_time"
-        logger.info("inspector %s: site %s dropped to fit the break", insp.id, prob.sites[seq[victim]].id)
+        logger.debug(
+            "inspector %s: site %s dropped to fit the break", insp.id, prob.sites[seq[victim]].id
+        )
         del seq[victim]
     return seq
 
@@ -1175,7 +1270,11 @@ def _route_result(prob: _Problem, k: int, timed: _Timed) -> InspectorRoute:
     last = timed.stops[-1].location_index if timed.stops else insp.start_index
     back_travel = float(T[last, _end_index(insp)])
     back_dist = float(Dm[last, _end_index(insp)]) if Dm is not None else math.nan
-    value = sum(prob.sites[prob.site_pos[s.site_id]].value for s in timed.stops if not prob.sites[prob.site_pos[s.site_id]].mandatory)
+    value = sum(
+        prob.sites[prob.site_pos[s.site_id]].value
+        for s in timed.stops
+        if not prob.sites[prob.site_pos[s.site_id]].mandatory
+    )
     return InspectorRoute(
         inspector_id=insp.id,
         stops=tuple(timed.stops),
@@ -1229,11 +1328,14 @@ def _left_out(
             )
             full_work = all(
                 prob.inspectors[k].max_workload is not None
-                and sum(prob.sites[prob.site_pos[x]].workload for x in routes[k].site_ids) + site.workload
+                and sum(prob.sites[prob.site_pos[x]].workload for x in routes[k].site_ids)
+                + site.workload
                 > prob.inspectors[k].max_workload
                 for k in eligible
             )
-            constraint = "max_stops" if full_stops else "max_workload" if full_work else "shift_time"
+            constraint = (
+                "max_stops" if full_stops else "max_workload" if full_work else "shift_time"
+            )
         reason = "mandatory_infeasible" if site.mandatory else _REASON_OF[constraint]
         detail = _DETAIL[constraint]
         if site.mandatory:
@@ -1295,8 +1397,11 @@ def plan_day(
         raise GisError(msg)
     if distances is None and isinstance(durations, TravelMatrix):
         distances = durations
-    elif distances is None and isinstance(durations, Mapping) and durations and all(
-        isinstance(m, TravelMatrix) for m in durations.values()
+    elif (
+        distances is None
+        and isinstance(durations, Mapping)
+        and durations
+        and all(isinstance(m, TravelMatrix) for m in durations.values())
     ):
         distances = durations
     prob = _validate(inspectors, sites, durations, distances, pins, fixed_orders)
@@ -1541,7 +1646,10 @@ def _assign_days(
     if not sites:
         return [], 0
     capacity = np.array(
-        [max(sum(i.shift_end_s - i.shift_start_s - _rest_s(i) for i in insp), 1.0) for insp in by_day]
+        [
+            max(sum(i.shift_end_s - i.shift_start_s - _rest_s(i) for i in insp), 1.0)
+            for insp in by_day
+        ]
     )
     load = _visit_load_s(sites, durations, by_day[0][0].mode)
     periods, first_due = [], []
@@ -1586,4 +1694,6 @@ def _day_loads(
     if not sites:
         return [0.0] * days
     load = _visit_load_s(sites, durations, by_day[0][0].mode)
-    return [float(sum(load[i] for i in range(len(sites)) if d in visit_days[i])) for d in range(days)]
+    return [
+        float(sum(load[i] for i in range(len(sites)) if d in visit_days[i])) for d in range(days)
+    ]

@@ -129,7 +129,9 @@ def snap_to_edges(
     lon_arr = np.atleast_1d(np.asarray(lon, dtype=float))
     lat_arr = np.atleast_1d(np.asarray(lat, dtype=float))
     if lon_arr.ndim != 1 or lon_arr.shape != lat_arr.shape:
-        msg = f"lon and lat must be 1-D arrays of one length, got {lon_arr.shape} and {lat_arr.shape}"
+        msg = (
+            f"lon and lat must be 1-D arrays of one length, got {lon_arr.shape} and {lat_arr.shape}"
+        )
         raise GisError(msg)
     if not (np.isfinite(max_distance_m) and max_distance_m > 0):
         msg = f"max_distance_m must be a positive number of metres, got {max_distance_m!r}"
@@ -159,7 +161,9 @@ def snap_to_edges(
         lines = metric.lines[edges]
         frac = shapely.line_locate_point(lines, points[point_pos], normalized=True)
         frac = np.clip(np.nan_to_num(frac, nan=0.0), 0.0, 1.0)
-        on_road = shapely.get_coordinates(shapely.line_interpolate_point(lines, frac, normalized=True))
+        on_road = shapely.get_coordinates(
+            shapely.line_interpolate_point(lines, frac, normalized=True)
+        )
         s_lon, s_lat = metric.to_wgs84.transform(on_road[:, 0], on_road[:, 1])
         edge[sites] = edges
         fraction[sites] = frac

@@ -54,7 +54,7 @@ class Patrol(Base):
     track: Mapped[Any | None] = mapped_column(
         Geometry("MULTILINESTRINGM", srid=4326, spatial_index=False)
     )
-    track_report: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    track_report: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     street_code: Mapped[str | None] = mapped_column(String(24))
     community_code: Mapped[str | None] = mapped_column(String(24))
     grid_code: Mapped[str | None] = mapped_column(String(24))
@@ -174,7 +174,7 @@ class Hazard(Base):
     state: Mapped[str] = mapped_column(String(12), nullable=False)
     ordered_on: Mapped[date | None] = mapped_column(Date)
     rectified_on: Mapped[date | None] = mapped_column(Date)
-    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSONB(none_as_null=True))
     verified_on: Mapped[date | None] = mapped_column(Date)
     escalated_on: Mapped[date | None] = mapped_column(Date)
     violation_code: Mapped[str | None] = mapped_column(ForeignKey("violation_catalogue.code"))

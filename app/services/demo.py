@@ -34,6 +34,7 @@ def load_demo(
     activity: bool = False,
     activity_seed: int = 1,
     activity_year: int | None = None,
+    patrols: bool = False,
 ) -> dict[str, str]:
     """Import the four demo levels top-down; returns level → 'loaded' or 'up to date'.
 
@@ -84,4 +85,12 @@ def load_demo(
         outcome["activity"] = result.summary()
         if progress:
             progress("activity", outcome["activity"])
+    if activity and patrols:  # patrols, hazards, incidents, leads on those projects
+        from app.services.patrol_activity import generate_patrols
+
+        outcome["patrols"] = generate_patrols(session, district_code=district,
+                                              seed=activity_seed).summary()
+        session.commit()
+        if progress:
+            progress("patrols", outcome["patrols"])
     return outcome
