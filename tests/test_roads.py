@@ -131,7 +131,8 @@ def test_ebike_keeps_one_way_on_main_roads_only():
         graph.add_edge(b, a, length=111.0, highway="residential", oneway=False)
     net = network_from_graph(graph, mode="ebike")
     pairs = {
-        (int(net.node_osmid[a]), int(net.node_osmid[b])) for a, b in zip(net.edge_u, net.edge_v)
+        (int(net.node_osmid[a]), int(net.node_osmid[b]))
+        for a, b in zip(net.edge_u, net.edge_v, strict=True)
     }
     assert (2, 1) not in pairs  # primary: no riding against traffic
     assert (4, 3) in pairs  # residential: both ways

@@ -64,7 +64,7 @@ SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高"
 @dataclass
 class ActivityResult:
     seed: int
-    year: int
+    year: int | None
     projects: int = 0
     audit_entries: int = 0
     seconds: float = 0.0
@@ -73,14 +73,16 @@ class ActivityResult:
 
     def summary(self) -> str:
         if self.skipped:
-            return f"seed {self.seed} year {self.year} already generated"
+            span = f"year {self.year}" if self.year else "the last 12 months"
+            return f"seed {self.seed} {span} already generated"
         return (f"{self.projects} projects, {self.audit_entries} audit entries "
                 f"in {self.seconds:.1f} s")
 
 
-def _daily_weights(year: int, cal: workcal.WorkingCalendar, names: dict[date, str]) -> tuple:
-    days = [date(year, 1, 1) + timedelta(days=i)
-            for i in range((date(year + 1, 1, 1) - date(year, 1, 1)).days)]
+def _daily_weights(
+    start: date, end: date, cal: workcal.WorkingCalendar, names: dict[date, str]
+) -> tuple:
+    days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
     festival = [d for d in days if "Spring Festival" in names.get(d, "")]
     weights = []
     for d in days:
@@ -163,20 +165,28 @@ def generate_activity(
     as_of: date | None = None,
     rules: Rules | None = None,
 ) -> ActivityResult:
-    """Generate and COPY a year of projects and their audit trail; skip if already there."""
+    """Generate and COPY a year of projects and their audit trail; skip if already there.
+
+    With ``year`` the calendar year; without it the 12 months up to ``as_of`` (today), so the
+    demo has live work today. Idempotent per (seed, year) and per seed for the rolling window.
+    """
     started = time.perf_counter()
     rules = rules or get_rules()
     as_of = as_of or today_cn()
-    year = year or as_of.year - 1
     result = ActivityResult(seed=seed, year=year)
-    source = f"synthetic demo activity seed={seed} year={year}"
+    if year:
+        first, last = date(year, 1, 1), date(year, 12, 31)
+        source = f"synthetic demo activity seed={seed} year={year}"
+    else:
+        first, last = as_of - timedelta(days=364), as_of
+        source = f"synthetic demo activity seed={seed} last 12 months"
     if session.scalar(text("SELECT 1 FROM projects WHERE source = :s LIMIT 1"), {"s": source}):
         result.skipped = True
         return result
-    rng = np.random.default_rng([seed, year])
+    rng = np.random.default_rng([seed, first.year, first.toordinal()])
     cal = workcal.load(session)
     names = dict(session.execute(text("SELECT day, name FROM calendar_days")).all())
-    days, p = _daily_weights(year, cal, names)
+    days, p = _daily_weights(first, last, cal, names)
     n = int(rng.poisson(rate))
     submitted = sorted(np.asarray(days)[rng.choice(len(days), n, p=p)])
     lon, lat, grid_codes = _locations(session, rng, n, district_code)
