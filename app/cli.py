@@ -13,13 +13,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from app.config import code_scheme
 from gis._errors import GisError
 
-app = typer.Typer(help="小散工程和零星作业安全生产纳管 · small works safety supervision", no_args_is_help=True)
+app = typer.Typer(
+    help="小散工程和零星作业安全生产纳管 · small works safety supervision", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database: create, migrate.", no_args_is_help=True)
-boundaries_app = typer.Typer(help="Territory boundaries: validate and import.", no_args_is_help=True)
+boundaries_app = typer.Typer(
+    help="Territory boundaries: validate and import.", no_args_is_help=True
+)
 demo_app = typer.Typer(help="The demo district (Futian, Shenzhen).", no_args_is_help=True)
-jurisdiction_app = typer.Typer(help="Which street, community and grid a place is in.", no_args_is_help=True)
+jurisdiction_app = typer.Typer(
+    help="Which street, community and grid a place is in.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(boundaries_app, name="boundaries")
 app.add_typer(demo_app, name="demo")
@@ -91,7 +98,12 @@ def _read(path, level, crs, code_field, name_field, parent_field):
     from grid_data.importer import read_boundary_file
 
     return read_boundary_file(
-        path, level=level, crs=crs, code_field=code_field, name_field=name_field,
+        path,
+        scheme=code_scheme(),
+        level=level,
+        crs=crs,
+        code_field=code_field,
+        name_field=name_field,
         parent_field=parent_field,
     )
 
@@ -153,7 +165,9 @@ def boundaries_import(
         _fail(str(exc))
     with session_factory()() as session:
         try:
-            result = import_level(session, boundary, actor=actor, strict=strict, sliver_m2=sliver_m2)
+            result = import_level(
+                session, boundary, actor=actor, strict=strict, sliver_m2=sliver_m2
+            )
             session.commit()
         except ImportRefused as exc:
             session.rollback()
@@ -187,8 +201,12 @@ def demo_load(
     except Exception as exc:
         _fail(f"database: {exc}")
     with session_factory()() as session:
-        load_demo(session, progress=lambda lvl, what: console.print(f"  {lvl:<10} {what}"),
-                  activity=activity, patrols=activity)
+        load_demo(
+            session,
+            progress=lambda lvl, what: console.print(f"  {lvl:<10} {what}"),
+            activity=activity,
+            patrols=activity,
+        )
     console.print("[green]demo district ready[/]")
 
 
@@ -252,7 +270,9 @@ def jurisdiction_assign(
     with Progress(console=err) as progress:
         task = progress.add_task("assigning", total=len(lon))
         for start in range(0, len(lon), chunk):
-            codes.extend(locator.assign(lon[start:start + chunk], lat[start:start + chunk]).tolist())
+            codes.extend(
+                locator.assign(lon[start : start + chunk], lat[start : start + chunk]).tolist()
+            )
             progress.advance(task, min(chunk, len(lon) - start))
     frame["grid_code"] = codes
     frame["community_code"] = [parent.get(c) if c else None for c in codes]

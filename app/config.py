@@ -41,3 +41,10 @@ class Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def code_scheme():
+    """The territory's code scheme: 12-digit statistical codes, grids extending communities."""
+    from gis.codes import CodeScheme
+
+    return CodeScheme(grid=get_settings().grid_code_digits)

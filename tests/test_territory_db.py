@@ -402,3 +402,23 @@ def test_redrawn_grids_move_live_projects(session, client, tmp_path):
     moved = client.get(f"/api/projects/{project_ref}").json()
     props = moved.get("properties", moved)
     assert props["grid_code"] == rows[a][0]
+
+
+def test_grid_code_scheme_is_configurable(tmp_path, monkeypatch):
+    from app.config import code_scheme, get_settings
+
+    grid = gpd.GeoDataFrame(
+        {"code": ["4403040010180001"], "name": ["第1网格"], "parent_code": ["440304001018"]},
+        geometry=[box(114.0, 22.5, 114.001, 22.501)],
+        crs=4326,
+    )
+    path = _write(tmp_path, "grid16.geojson", grid)
+    with pytest.raises(BoundaryFileError):
+        read_boundary_file(path, level="grid", scheme=code_scheme())  # 15 digits by default
+    monkeypatch.setenv("XIAOSAN_GRID_DIGITS", "4")
+    get_settings.cache_clear()
+    try:
+        read = read_boundary_file(path, level="grid", scheme=code_scheme())
+        assert read.frame["code"].iloc[0] == "4403040010180001"
+    finally:
+        get_settings.cache_clear()

@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from sqlalchemy import select
 
 from app.api.deps import GeoJSONResponse, SessionDep
-from app.config import get_settings
+from app.config import code_scheme, get_settings
 from app.models import BoundaryImport
 from app.services import territory
 from grid_data.importer import read_boundary_file
@@ -84,6 +84,7 @@ def _read_upload(upload, level, crs, code_field, name_field, parent_field, folde
         path = Path(f"/vsizip/{path}")
     return read_boundary_file(
         path,
+        scheme=code_scheme(),
         level=level,
         crs=crs or None,
         code_field=code_field,

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.config import code_scheme
 from app.models import BoundaryImport
 from app.models.territory import LEVELS
 from app.services.territory import import_level
@@ -54,7 +55,7 @@ def load_demo(
         if latest == source:
             outcome[level] = "up to date"
         else:
-            boundary = read_boundary_file(path, level=level)
+            boundary = read_boundary_file(path, level=level, scheme=code_scheme())
             boundary = type(boundary)(
                 level=level,
                 frame=boundary.frame,

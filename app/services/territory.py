@@ -18,6 +18,7 @@ import shapely
 from sqlalchemy import func, literal_column, select, text, update
 from sqlalchemy.orm import Session
 
+from app.config import code_scheme
 from app.models import LEVEL_MODELS, BoundaryImport
 from app.models.territory import PARENT_LEVEL
 from app.services import audit
@@ -84,15 +85,24 @@ def validate_frame(
     frame = boundary.frame
     if parent_level is None:
         frame = frame.drop(columns=["parent_code"], errors="ignore")
-        return validate_level(frame, level=boundary.level, sliver_area_m2=sliver_m2)
+        return validate_level(
+            frame, level=boundary.level, sliver_area_m2=sliver_m2, scheme=code_scheme()
+        )
     parent_codes = sorted(set(boundary.frame["parent_code"]))
     parent = current_units(session, parent_level, codes=parent_codes)
     if len(parent):
         return validate_level(
-            frame, level=boundary.level, parent=parent, sliver_area_m2=sliver_m2
+            frame,
+            level=boundary.level,
+            parent=parent,
+            sliver_area_m2=sliver_m2,
+            scheme=code_scheme(),
         )
     report = validate_level(
-        frame.drop(columns=["parent_code"]), level=boundary.level, sliver_area_m2=sliver_m2
+        frame.drop(columns=["parent_code"]),
+        level=boundary.level,
+        sliver_area_m2=sliver_m2,
+        scheme=code_scheme(),
     )
     shown = ", ".join(parent_codes[:5]) + (" ..." if len(parent_codes) > 5 else "")
     report.issues.append(
