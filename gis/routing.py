@@ -129,7 +129,7 @@ _POST_MARGIN_BREAKS_S = 0.25
 # Share of the search spent looking for a plan that serves every mandatory site before
 # settling for one that serves as many as it can (the rest then says why).
 _PHASE1_SHARE = 0.7
-_NUM_NEIGHBOURS = 40  # granular neighbourhood size
+_NUM_NEIGHBOURS = 50  # granular neighbourhood size
 # Late-acceptance history of PyVRP's iterated local search. Its default (300) suits long
 # runs; with the seconds a dispatcher waits, 30 did better on Solomon and on Futian plans.
 _HISTORY_LENGTH = 30
