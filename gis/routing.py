@@ -11,19 +11,21 @@ mandatory site beats any set of optional ones, and more value beats less travel.
 
 Solver
     PyVRP's iterated local search, chosen by measurement against OR-Tools routing and VROOM
-    (``bench/``): on Solomon VRPTW with the fleet fixed at the best-known vehicle count it
-    served every customer where VROOM and OR-Tools (defaults, or tuned with guided local
-    search) left some out; on TSPLIB it came closer to the optimum than VROOM; on a
-    10-inspector, 300-site Futian day it collected as much value as VROOM at exploration
-    level 5 with less travel. The search stops at the caller's deadline (``deadline_s``, wall
-    clock, model building included), or earlier once it has converged; PyVRP checks its stop
-    criterion between iterations of a few milliseconds (measured overshoot ≤ 3 ms on the
-    Futian day), so it runs in-process, without a subprocess to kill. Sites are reached only
-    by the inspectors allowed to visit them (one routing profile per allowed set), and each
-    site's granular neighbourhood holds only sites a common inspector may visit.
-    Mandatory sites are first *required*; if no feasible plan is found within 70 % of the
-    time, they become optional with an overwhelming prize, so that the plan serves as
-    many as can be served and names the rest.
+    (``bench/``, 2 shared cores, 10 s per plan). Solomon VRPTW, 37 instances, fleet fixed at
+    the best-known vehicle count: this planner served every customer on 37/37 (mean gap to
+    the best-known distance 0.35 %), PyVRP with defaults on 35/37 (0.09 %), VROOM on 26/37,
+    OR-Tools with defaults on none, OR-Tools with guided local search on 19/37. TSPLIB
+    (< 100 cities, 4 s): mean gap 0.05 %, max 0.75 %, against VROOM's 0.62 % and 4.71 %.
+    A 10-inspector, 300-site Futian day: value 502 against VROOM's 499 (exploration level 5),
+    with 686 against 710 travel minutes. The search stops at the caller's deadline
+    (``deadline_s``, wall clock, model building included), or earlier once it has converged;
+    PyVRP checks its stop criterion between iterations of a few milliseconds (measured
+    overshoot ≤ 3 ms on the Futian day), so it runs in-process, without a subprocess to kill.
+    Sites are reached only by the inspectors allowed to visit them (one routing profile per
+    allowed set), and each site's granular neighbourhood keeps only sites a common inspector
+    may visit. Mandatory sites are first *required*; if no feasible plan is found within
+    70 % of the time, they become optional with an overwhelming prize, so that the plan serves
+    as many as can be served and names the rest.
 
 What comes back
     Per inspector, the ordered stops with arrival, start and departure times, the totals,
@@ -130,9 +132,9 @@ _POST_MARGIN_BREAKS_S = 0.25
 # settling for one that serves as many as it can (the rest then says why).
 _PHASE1_SHARE = 0.7
 _NUM_NEIGHBOURS = 50  # granular neighbourhood size
-# Late-acceptance history of PyVRP's iterated local search. Its default (300) suits long
-# runs; with the seconds a dispatcher waits, 30 did better on Solomon and on Futian plans.
-_HISTORY_LENGTH = 30
+# Late-acceptance history of PyVRP's iterated local search (see _search).
+_HISTORY_SINGLE_ROUTE = 300
+_HISTORY_ROUTES = 30
 # Converged after this many iterations without improvement (small problems return early).
 _PATIENCE_BASE = 5000
 _PATIENCE_PER_CLIENT = 100
@@ -920,33 +922,32 @@ def _patience(model: _Model) -> int:
 
 
 def _neighbours(model: _Model) -> dict:
-    """Granular neighbourhoods: each client's nearest clients that a common vehicle may visit.
+    """Granular neighbourhoods: PyVRP's (travel and time-window aware), keeping only the
+    clients that a common vehicle may visit.
 
-    PyVRP's own neighbourhoods take the minimum over profiles, so with patrol areas most
-    neighbours of a site would lie in other areas, where no move can use them.
+    PyVRP's own lists take the minimum over routing profiles, so with patrol areas most
+    neighbours of a site would lie in other areas, where no move can use them: take a wider
+    list and filter it.
     """
     from pyvrp import Activity, ActivityType
+    from pyvrp.search import NeighbourhoodParams, compute_neighbours
 
     data = model.data
-    n_v = data.num_vehicle_types
-    first = data.num_depots  # depot locations come first, then one location per client
     n_c = data.num_clients
     if n_c <= 1:
         return {Activity(ActivityType.CLIENT, c): [] for c in range(n_c)}
-    proximity = np.full((n_c, n_c), np.inf)
-    for v in range(n_v):
-        m = data.duration_matrix(data.vehicle_type(v).profile)[first:, first:].astype(float)
-        ok_v = model.allowed[v]
-        sym = (m + m.T) / 2.0
-        proximity = np.minimum(proximity, np.where(ok_v[:, None] & ok_v[None, :], sym, np.inf))
-    np.fill_diagonal(proximity, np.inf)
-    k = min(_NUM_NEIGHBOURS, n_c - 1)
-    nearest = np.argsort(proximity, axis=1, kind="stable")[:, :k]
-    out = {}
-    for c in range(n_c):
-        near = [int(j) for j in nearest[c] if np.isfinite(proximity[c, j])]
-        out[Activity(ActivityType.CLIENT, c)] = [Activity(ActivityType.CLIENT, j) for j in near]
-    return out
+    if model.allowed.all():
+        params = NeighbourhoodParams(num_neighbours=min(_NUM_NEIGHBOURS, n_c - 1))
+        return compute_neighbours(data, params)
+    wide = compute_neighbours(
+        data, NeighbourhoodParams(num_neighbours=min(4 * _NUM_NEIGHBOURS, n_c - 1))
+    )
+    allowed = model.allowed.astype(np.int32)
+    share = (allowed.T @ allowed) > 0  # client x client: some vehicle may visit both
+    return {
+        act: [other for other in near if share[act.idx, other.idx]][:_NUM_NEIGHBOURS]
+        for act, near in wide.items()
+    }
 
 
 def _search(model: _Model, stop: _Deadline, seed: int, initial: object | None = None) -> object:
@@ -963,7 +964,7 @@ def _search(model: _Model, stop: _Deadline, seed: int, initial: object | None = 
     from pyvrp.search import LocalSearch, PerturbationManager
 
     data = model.data
-    params = SolveParams(ils=IteratedLocalSearchParams(history_length=_HISTORY_LENGTH))
+    params = SolveParams()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PenaltyBoundWarning)
         warnings.simplefilter("always", ScalingWarning)
@@ -975,7 +976,16 @@ def _search(model: _Model, stop: _Deadline, seed: int, initial: object | None = 
         pm = PenaltyManager(params.penalty.midpoint_penalties(data), params.penalty)
         if initial is None:
             initial = ls(Solution.make_random(data, rng), pm.max_cost_evaluator(), exhaustive=True)
-        algo = IteratedLocalSearch(data, pm, ls, initial, params.ils)
+        # Late-acceptance history. PyVRP's default (300) suits long runs and single routes
+        # (TSPLIB: gr96 at 0-0.8 % in 4 s, against 3-4 % with 30); with several inspectors,
+        # windows and a few seconds, 30 converges within the deadline (Solomon at the
+        # best-known fleet: every customer served on all 37; Futian days: more value, less
+        # travel).
+        single = data.num_vehicles == 1
+        ils = IteratedLocalSearchParams(
+            history_length=_HISTORY_SINGLE_ROUTE if single else _HISTORY_ROUTES
+        )
+        algo = IteratedLocalSearch(data, pm, ls, initial, ils)
         result = algo.run(stop, collect_stats=False)
     for w in caught:
         logger.debug("pyvrp: %s", str(w.message).strip())
