@@ -126,3 +126,23 @@ def test_validate_endpoint_and_clear_file_errors(client, session):
 def test_health(client):
     r = client.get("/health")
     assert r.status_code == 200 and r.json()["territory"]["grid"] > 0
+
+
+def test_zipped_shapefile_upload_is_read(client, session, tmp_path):
+    import zipfile
+
+    streets = territory.current_units(session, "street").rename(columns={"parent_code": "parent"})
+    shp = tmp_path / "streets.shp"  # Shapefile field names have at most 10 characters
+    streets.to_file(shp, driver="ESRI Shapefile", encoding="utf-8")
+    archive = tmp_path / "streets.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for part in tmp_path.glob("streets.*"):
+            if part.suffix != ".zip":
+                z.write(part, part.name)
+    r = client.post(
+        "/api/boundaries/validate",
+        files={"file": ("streets.zip", archive.read_bytes(), "application/zip")},
+        data={"level": "street", "parent_field": "parent"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["features"] == len(streets)

@@ -80,8 +80,6 @@ def _save_upload(upload: UploadFile, folder: Path) -> Path:
 
 def _read_upload(upload, level, crs, code_field, name_field, parent_field, folder):
     path = _save_upload(upload, folder)
-    if path.suffix.lower() == ".zip":
-        path = Path(f"/vsizip/{path}")
     return read_boundary_file(
         path,
         scheme=code_scheme(),
