@@ -44,6 +44,13 @@ demo_app.command("patrols")(demo_patrols)
 from app.cli_hotspots import hotspots_app  # noqa: E402
 
 app.add_typer(hotspots_app, name="hotspots")
+from app.cli_plans import inspectors_app, plans_app  # noqa: E402
+
+app.add_typer(plans_app, name="plans")
+app.add_typer(inspectors_app, name="inspectors")
+from app.cli_users import demo_accounts_step, print_demo_accounts, users_app  # noqa: E402
+
+app.add_typer(users_app, name="users")
 
 console = Console()
 err = Console(stderr=True)
@@ -207,6 +214,7 @@ def demo_load(
             activity=activity,
             patrols=activity,
         )
+        demo_accounts_step(session)
     console.print("[green]demo district ready[/]")
 
 
@@ -314,6 +322,7 @@ def serve(
 
     if load_demo:
         demo_load()
+    print_demo_accounts()
     settings = get_settings()
     uvicorn.run("app.main:app", host=host or settings.host, port=port or settings.port)
 

@@ -9,13 +9,22 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from app.api import auth as auth_api
 from app.api import calendar as calendar_api
 from app.api import coverage as coverage_api
 from app.api import errors, hotspots, jurisdiction, pages, projects, public, territory
 from app.api import hazards as hazards_api
+from app.api import layers as layers_api
+from app.api import map_pages as map_pages_api
+from app.api import open311 as open311_api
 from app.api import patrols as patrols_api
+from app.api import photos as photos_api
+from app.api import plans as plans_api
 from app.api import rankings as rankings_api
+from app.api import stats as stats_api
+from app.api import worklist as worklist_api
 from app.api.deps import SessionDep
+from app.limits import RequestLimits
 from app.services.territory import level_counts
 from layers.offline import STATIC_DIR
 
@@ -27,6 +36,11 @@ app = FastAPI(
     description="Territory, jurisdiction and supervision of small construction and sporadic works.",
 )
 errors.install(app)
+# Oversized bodies and NUL characters are refused before any route runs.
+app.add_middleware(RequestLimits)
+auth_api.install(app)  # the 401 page, CORS (closed unless XIAOSAN_CORS_ORIGINS), the key
+app.include_router(auth_api.router)
+app.include_router(open311_api.router)
 app.include_router(territory.router)
 app.include_router(jurisdiction.router)
 app.include_router(pages.router)
@@ -34,10 +48,16 @@ app.include_router(projects.router)
 app.include_router(calendar_api.router)
 app.include_router(public.router)
 app.include_router(patrols_api.router)
+app.include_router(plans_api.router)
 app.include_router(coverage_api.router)
 app.include_router(hotspots.router)
 app.include_router(hazards_api.router)
+app.include_router(layers_api.router)
 app.include_router(rankings_api.router)
+app.include_router(photos_api.router)
+app.include_router(map_pages_api.router)
+app.include_router(stats_api.router)
+app.include_router(worklist_api.router)
 app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 

@@ -53,6 +53,18 @@ Breaks
     cannot take its break, its least valuable optional stop is dropped (``'no_time_left'``,
     constraint ``'break'``), and dropped sites are re-inserted wherever they fit.
 
+Workload balance
+    The search minimises travel, which happily gives one inspector a full day and the next
+    one a light one (two inspectors sharing an office, sites clustered near one of them).
+    With ``balance`` (plan_day) the finished plan is evened out by relocating stops from the
+    busiest inspector (working time = travel + inspection, plus ``prior_load_s``: what they
+    already did this week) to lighter eligible ones, as long as each move lowers the busier
+    of the two by at least a minute and adds at most ``balance`` seconds of travel per second
+    it takes off. Sites served, mandatory or not, never change: only who serves them.
+    :func:`plan_week` balances by default, carrying each inspector's load from day to day, so
+    the week is fair across inspectors and not only across days. What it did is in
+    :class:`Balance` (load spread before and after, moves, extra travel).
+
 Pins
     ``pins`` restricts a site to one inspector; ``fixed_orders`` gives an inspector's first
     stops in a fixed order (served before anything else, whatever their priority). The solver
@@ -86,6 +98,7 @@ __all__ = [
     "Site",
     "Stop",
     "BreakTaken",
+    "Balance",
     "InspectorRoute",
     "LeftOut",
     "Plan",
@@ -139,6 +152,11 @@ _HISTORY_ROUTES = 30
 _PATIENCE_BASE = 5000
 _PATIENCE_PER_CLIENT = 100
 _PASS1_SHARE = 0.5  # with breaks: share of the search before breaks become clients
+# Balancing: time kept for it at the end of the deadline; smallest gain worth a move.
+_BALANCE_RESERVE_SHARE = 0.1
+_BALANCE_RESERVE_MAX_S = 1.0
+_BALANCE_MIN_GAIN_S = 60.0
+_BALANCE_POSITIONS = 3  # cheapest insertion positions tried per route
 
 
 @dataclass(frozen=True)
@@ -302,6 +320,36 @@ class InspectorRoute:
 
 
 @dataclass(frozen=True)
+class Balance:
+    """What workload balancing did to a day's plan.
+
+    Loads are working seconds (travel + inspection) per inspector, ``prior_load_s`` included.
+
+    Attributes
+    ----------
+    load_before_s, load_after_s
+        Inspector id → load before and after balancing.
+    spread_before_s, spread_after_s
+        Busiest minus lightest load, before and after.
+    stdev_before_s, stdev_after_s
+        Standard deviation of the loads, before and after.
+    moves
+        Stops relocated.
+    extra_travel_s
+        Travel added by the moves.
+    """
+
+    load_before_s: dict[str, float]
+    load_after_s: dict[str, float]
+    spread_before_s: float
+    spread_after_s: float
+    stdev_before_s: float
+    stdev_after_s: float
+    moves: int
+    extra_travel_s: float
+
+
+@dataclass(frozen=True)
 class LeftOut:
     """A site not in the plan, with a reason from :data:`REASONS`."""
 
@@ -331,6 +379,8 @@ class Plan:
         What produced the plan (``'pyvrp'``, ``'pyvrp+soft-mandatory'``, ``'trivial'``).
     solve_s
         Wall time of :func:`plan_day`.
+    balance
+        What workload balancing did, or ``None`` when it was not asked for.
     """
 
     routes: tuple[InspectorRoute, ...]
@@ -342,6 +392,7 @@ class Plan:
     distance_m: float
     solver: str
     solve_s: float
+    balance: Balance | None = None
 
     @property
     def served_site_ids(self) -> frozenset[str]:
@@ -999,9 +1050,12 @@ def _client_visits(route: object) -> list[int]:
 def _routes_of(model: _Model, best: object) -> dict[int, list[int]]:
     """Inspector position -> site positions (breaks left out)."""
     routes: dict[int, list[int]] = {}
-    if not best.is_feasible():  # cannot happen with soft mandatory sites; be safe
-        logger.warning("pyvrp returned an infeasible plan; no site is routed")
-        return routes
+    if not best.is_feasible():
+        # Large prizes can outweigh PyVRP's bounded penalties (a site more valuable than the
+        # capped penalty of one stop over max_stops). Keep the routes: _fit_route trims them
+        # back to what each inspector may do, and _reinsert fills in what fits.
+        logger.info("the search ended on an infeasible plan; its routes are repaired")
+        return _routes_of_any(model, best)
     for route in best.routes():
         k = model.vehicle_insp[route.vehicle_type()]
         routes[k] = [
@@ -1199,8 +1253,30 @@ def _schedule(
 def _fit_route(
     prob: _Problem, k: int, seq: list[int], n_fixed: int, dropped: dict[int, str]
 ) -> list[int]:
-    """Drop stops from a solver route until its schedule (with the break) fits."""
-    seq = list(seq)
+    """Drop stops from a solver route until it keeps the inspector's area, pins, max_stops and
+    max_workload, and its schedule (with the break) fits."""
+    insp = prob.inspectors[k]
+    seq = seq[:n_fixed] + [
+        s
+        for s in seq[n_fixed:]
+        if (insp.allowed_sites is None or prob.sites[s].id in insp.allowed_sites)
+        and prob.pinned.get(prob.sites[s].id, insp.id) == insp.id
+    ]
+    while True:
+        over_stops = insp.max_stops is not None and len(seq) > insp.max_stops
+        over_work = insp.max_workload is not None and (
+            sum(prob.sites[s].workload for s in seq) > insp.max_workload
+        )
+        free = list(range(n_fixed, len(seq)))
+        if not (over_stops or over_work) or not free:
+            break
+        optional = [i for i in free if not prob.sites[seq[i]].mandatory]
+        victim = min(
+            optional or free,
+            key=lambda i: (prob.sites[seq[i]].value if optional else 0.0, -i),
+        )
+        dropped[seq[victim]] = "max_stops" if over_stops else "max_workload"
+        del seq[victim]
     while _schedule(prob, k, seq, n_fixed, build=False) is None:
         free = list(range(n_fixed, len(seq)))
         insp = prob.inspectors[k]
@@ -1367,6 +1443,141 @@ def _left_out(
     return out
 
 
+# ---------------------------------------------------------------------------------------
+# Workload balance
+
+
+def _prior_loads(prob: _Problem, prior_load_s: Mapping[str, float] | None) -> list[float]:
+    prior = [0.0] * len(prob.inspectors)
+    for iid, value in (prior_load_s or {}).items():
+        if iid not in prob.insp_pos:
+            msg = f"prior_load_s: unknown inspector {iid!r}"
+            raise GisError(msg)
+        if not (math.isfinite(value) and value >= 0):
+            msg = f"prior_load_s: load of {iid!r} must be a number of seconds >= 0, got {value!r}"
+            raise GisError(msg)
+        prior[prob.insp_pos[iid]] = float(value)
+    return prior
+
+
+def _work_s(prob: _Problem, k: int, seq: list[int]) -> tuple[float, float]:
+    """(travel, travel + inspection) seconds of inspector k doing ``seq``."""
+    insp = prob.inspectors[k]
+    T = prob.durations[insp.mode]
+    locs = [insp.start_index, *(prob.sites[s].location_index for s in seq), _end_index(insp)]
+    travel = float(sum(T[a, b] for a, b in zip(locs[:-1], locs[1:], strict=True)))
+    return travel, travel + float(sum(prob.sites[s].service_s for s in seq))
+
+
+def _balance(
+    prob: _Problem,
+    ok: NDArray[np.bool_],
+    seqs: list[list[int]],
+    n_fixed: list[int],
+    rate: float,
+    prior: list[float],
+    t_stop: float,
+) -> Balance:
+    """Relocate stops from busy to lighter inspectors (in place); see "Workload balance".
+
+    Steepest descent: the busiest inspector (load over available shift time) that has an
+    improving move gives up the stop whose best move lowers the busier of the pair most; a
+    move must gain at least a minute and cost at most ``rate`` travel seconds per second
+    gained. Each move lowers the sorted loads, so the loop ends; it also stops at ``t_stop``.
+    """
+    n_k = len(prob.inspectors)
+    ids = [i.id for i in prob.inspectors]
+    cap = [max(i.shift_end_s - i.shift_start_s - _rest_s(i), 1.0) for i in prob.inspectors]
+    unit = float(np.mean(cap))
+    travel, load = zip(*(_work_s(prob, k, seqs[k]) for k in range(n_k)), strict=True)
+    travel, load = list(travel), list(load)
+    before = {ids[k]: prior[k] + load[k] for k in range(n_k)}
+    moves, extra_total = 0, 0.0
+    while n_k > 1 and time.perf_counter() < t_stop:
+        score = [(prior[k] + load[k]) / cap[k] for k in range(n_k)]
+        best = None
+        for a in sorted(range(n_k), key=lambda k: -score[k]):
+            seq_a = seqs[a]
+            for i in range(n_fixed[a], len(seq_a)):
+                if time.perf_counter() > t_stop:
+                    break
+                s = seq_a[i]
+                site = prob.sites[s]
+                rest = seq_a[:i] + seq_a[i + 1 :]
+                travel_a, load_a = _work_s(prob, a, rest)
+                saved = travel[a] - travel_a
+                rest_ok: bool | None = None
+                for b in np.flatnonzero(ok[:, s]):
+                    b = int(b)
+                    if b == a or score[b] >= score[a]:
+                        continue
+                    insp = prob.inspectors[b]
+                    seq_b = seqs[b]
+                    if insp.max_stops is not None and len(seq_b) + 1 > insp.max_stops:
+                        continue
+                    if insp.max_workload is not None and (
+                        sum(prob.sites[x].workload for x in seq_b) + site.workload
+                        > insp.max_workload
+                    ):
+                        continue
+                    T = prob.durations[insp.mode]
+                    locs = [insp.start_index, *(prob.sites[x].location_index for x in seq_b)]
+                    locs.append(_end_index(insp))
+                    p = np.array(locs[:-1])[n_fixed[b] :]
+                    q = np.array(locs[1:])[n_fixed[b] :]
+                    delta = T[p, site.location_index] + T[site.location_index, q] - T[p, q]
+                    for j in np.argsort(delta)[:_BALANCE_POSITIONS]:
+                        if not np.isfinite(delta[j]):
+                            break
+                        load_b = load[b] + float(delta[j]) + site.service_s
+                        new_max = max((prior[a] + load_a) / cap[a], (prior[b] + load_b) / cap[b])
+                        gain = (score[a] - new_max) * unit
+                        extra = float(delta[j]) - saved
+                        if gain < _BALANCE_MIN_GAIN_S or extra > rate * gain + _EPS:
+                            break  # later positions cost more travel: no better
+                        if best is not None and (score[a], -gain, extra) >= best[0]:
+                            break
+                        pos = n_fixed[b] + int(j)
+                        trial = seq_b[:pos] + [s] + seq_b[pos:]
+                        if _schedule(prob, b, trial, n_fixed[b], build=False) is None:
+                            continue
+                        if rest_ok is None:
+                            rest_ok = _schedule(prob, a, rest, n_fixed[a], build=False) is not None
+                        if not rest_ok:
+                            break
+                        best = ((score[a], -gain, extra), a, b, rest, trial, extra)
+                        break
+            if best is not None:
+                break  # the busiest inspector with an improving move gives up one stop
+        if best is None:
+            break
+        _, a, b, rest, trial, extra = best
+        seqs[a], seqs[b] = rest, trial
+        for k in (a, b):
+            travel[k], load[k] = _work_s(prob, k, seqs[k])
+        moves += 1
+        extra_total += extra
+    after = {ids[k]: prior[k] + load[k] for k in range(n_k)}
+    if moves:
+        logger.info(
+            "balance: %d moves, load spread %.0f -> %.0f min, %+.0f min travel",
+            moves,
+            (max(before.values()) - min(before.values())) / 60,
+            (max(after.values()) - min(after.values())) / 60,
+            extra_total / 60,
+        )
+    return Balance(
+        load_before_s=before,
+        load_after_s=after,
+        spread_before_s=max(before.values()) - min(before.values()),
+        spread_after_s=max(after.values()) - min(after.values()),
+        stdev_before_s=float(np.std(list(before.values()))),
+        stdev_after_s=float(np.std(list(after.values()))),
+        moves=moves,
+        extra_travel_s=extra_total,
+    )
+
+
 def plan_day(
     inspectors: Sequence[Inspector],
     sites: Sequence[Site],
@@ -1377,6 +1588,8 @@ def plan_day(
     pins: Mapping[str, str] | None = None,
     fixed_orders: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
+    balance: float | None = None,
+    prior_load_s: Mapping[str, float] | None = None,
 ) -> Plan:
     """Plan one day of patrols.
 
@@ -1402,6 +1615,13 @@ def plan_day(
         served whatever their priority (they are the dispatcher's decision).
     seed
         Random seed of the search (same inputs and seed → same plan, given the same time).
+    balance
+        Even out the inspectors' working time: travel seconds the plan may add per second
+        taken off the busier inspector of a move (``1.0`` is a fair trade; ``0`` only free
+        moves); ``None`` (default) does not balance. See "Workload balance" above.
+    prior_load_s
+        Inspector id → working seconds already done (earlier days of a week), counted in
+        the balance; missing ids count 0.
 
     Returns
     -------
@@ -1427,18 +1647,25 @@ def plan_day(
         and all(isinstance(m, TravelMatrix) for m in durations.values())
     ):
         distances = durations
+    if balance is not None and not (math.isfinite(balance) and balance >= 0):
+        msg = f"balance must be a number >= 0 (travel seconds per second of load), got {balance!r}"
+        raise GisError(msg)
     prob = _validate(inspectors, sites, durations, distances, pins, fixed_orders)
+    prior = _prior_loads(prob, prior_load_s)
     _prefix_states(prob)
     _check_inspectors(prob)
     ok, blocked = _eligibility(prob)
 
     solved: dict[int, list[int]] = {}
     label = "trivial"
+    reserve = 0.0
+    if balance is not None and len(prob.inspectors) > 1:
+        reserve = min(_BALANCE_RESERVE_SHARE * deadline_s, _BALANCE_RESERVE_MAX_S)
     if ok.any():
         margin = _POST_MARGIN_S
         if any(i.rest is not None for i in prob.inspectors):
             margin += _POST_MARGIN_BREAKS_S
-        t_end = t0 + deadline_s - min(margin, 0.1 * deadline_s)
+        t_end = t0 + deadline_s - min(margin, 0.1 * deadline_s) - reserve
         solved, label = _solve_model(prob, ok, t_end, seed)
     dropped: dict[int, str] = {}
     n_fixed = [len(prob.fixed.get(insp.id, [])) for insp in prob.inspectors]
@@ -1447,7 +1674,11 @@ def plan_day(
         for k, insp in enumerate(prob.inspectors)
     ]
     if dropped or label != "pyvrp":
-        _reinsert(prob, ok, seqs, n_fixed, dropped, t0 + deadline_s - _POST_MARGIN_S / 2)
+        _reinsert(prob, ok, seqs, n_fixed, dropped, t0 + deadline_s - _POST_MARGIN_S / 2 - reserve)
+    balanced = None
+    if balance is not None:
+        t_stop = t0 + deadline_s - min(_POST_MARGIN_S / 2, 0.05 * deadline_s)
+        balanced = _balance(prob, ok, seqs, n_fixed, float(balance), prior, t_stop)
     routes = []
     for k in range(len(prob.inspectors)):
         timed = _schedule(prob, k, seqs[k], n_fixed[k])
@@ -1466,6 +1697,7 @@ def plan_day(
         distance_m=float(sum(r.distance_m for r in routes)),
         solver=label,
         solve_s=time.perf_counter() - t0,
+        balance=balanced,
     )
     logger.info(
         "plan: %d/%d sites served (%d/%d mandatory), %d left out, %.0f min travel, %.2f s",
@@ -1525,6 +1757,8 @@ class WeekPlan:
         Visits the frequencies ask for within the horizon, and visits planned.
     load_s
         Estimated workload (service and travel) per day, from the assignment.
+    inspector_load_s
+        Inspector id → working seconds (travel and inspection) planned over the horizon.
     """
 
     days: tuple[Plan, ...]
@@ -1533,6 +1767,7 @@ class WeekPlan:
     visits_required: int
     visits_made: int
     load_s: tuple[float, ...]
+    inspector_load_s: dict[str, float] = field(default_factory=dict)
 
 
 def plan_week(
@@ -1546,6 +1781,7 @@ def plan_week(
     high_risk_period_days: int = 3,
     default_period_days: int = 7,
     seed: int = 0,
+    balance: float | None = 1.0,
 ) -> WeekPlan:
     """Spread periodic visits over days, balancing the daily workload, then plan each day.
 
@@ -1572,6 +1808,9 @@ def plan_week(
         Visiting periods.
     seed
         Random seed of the daily searches.
+    balance
+        Workload balance across inspectors (see :func:`plan_day`), each day counting what
+        every inspector already did on the days before; ``None`` balances days only.
 
     Returns
     -------
@@ -1593,12 +1832,14 @@ def plan_week(
     carried: dict[str, Site] = {}
     missed: list[tuple[int, LeftOut]] = []
     made = 0
+    done: dict[str, float] = {}
     for day in range(days):
         todays: dict[str, Site] = dict(carried)
         for i, ps in enumerate(sites):
             if day in visit_days[i] and ps.site.id not in todays:
                 todays[ps.site.id] = replace(ps.site, mandatory=ps.site.mandatory or ps.high_risk)
         assigned.append(tuple(todays))
+        on_duty = {i.id for i in by_day[day]}
         plan = plan_day(
             by_day[day],
             list(todays.values()),
@@ -1606,8 +1847,12 @@ def plan_week(
             distances=distances,
             deadline_s=deadline_s,
             seed=seed + day,
+            balance=balance,
+            prior_load_s={k: v for k, v in done.items() if k in on_duty},
         )
         plans.append(plan)
+        for r in plan.routes:
+            done[r.inspector_id] = done.get(r.inspector_id, 0.0) + r.travel_s + r.service_s
         made += len(plan.served_site_ids)
         carried = {}
         for lo in plan.left_out:
@@ -1625,6 +1870,7 @@ def plan_week(
         visits_required=required,
         visits_made=made,
         load_s=tuple(load),
+        inspector_load_s=done,
     )
 
 

@@ -8,6 +8,7 @@ in a transaction that is rolled back, so tests do not see each other's writes.
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,10 @@ from sqlalchemy.orm import Session
 
 ROOT = Path(__file__).resolve().parents[1]
 REALDATA = ROOT.parent / "shared" / "realdata"
+# One signing key for this process and the servers it starts, so that a token minted here is
+# accepted by ``live_server`` too. ``TEST_ADMIN`` is a committed administrator account.
+os.environ.setdefault("XIAOSAN_SECRET_KEY", secrets.token_hex(32))
+TEST_ADMIN = "test-admin"
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +57,8 @@ def db_url() -> Iterator[str]:
     try:
         with session_factory(url)() as session:
             load_demo(session)
+            _add_test_user(session, TEST_ADMIN, "admin")
+            session.commit()
         yield url
     finally:
         from app.db import get_engine
@@ -94,8 +101,62 @@ def client(session: Session):
     app.dependency_overrides[get_session] = lambda: session
     try:
         with TestClient(app, raise_server_exceptions=False) as c:
+            c.headers["Authorization"] = f"Bearer {_token(TEST_ADMIN, 'admin')}"
             yield c
     finally:
+        app.dependency_overrides.clear()
+
+
+_HASH: list[str] = []
+
+
+def _add_test_user(session: Session, username: str, role: str, scope_code: str | None = None,
+                   **kwargs):
+    """An account for tests (its password is unknown: tests mint tokens directly)."""
+    from app.security import hash_password
+    from app.services.users import create_user
+
+    if not _HASH:
+        _HASH.append(hash_password(secrets.token_urlsafe(16)))
+    return create_user(session, username=username, password="", role=role,
+                       scope_code=scope_code, password_hash=_HASH[0], actor="tests", **kwargs)
+
+
+def _token(username: str, role: str) -> str:
+    from app.security import create_access_token
+
+    return create_access_token(username, role)
+
+
+@pytest.fixture
+def client_as(session: Session):
+    """``client_as(role, scope_code, estate_ids=..., inspector_code=...)``: a test client
+    signed in as a new account of that role and scope (in the test's transaction);
+    ``client_as(None)`` sends no credentials."""
+    from fastapi.testclient import TestClient
+
+    from app.db import get_session
+    from app.main import app
+
+    app.dependency_overrides[get_session] = lambda: session
+    made: list[TestClient] = []
+
+    def make(role: str | None, scope_code: str | None = None, **kwargs) -> TestClient:
+        c = TestClient(app, raise_server_exceptions=False)
+        made.append(c)
+        if role is not None:
+            user = _add_test_user(session, f"t-{role}-{uuid.uuid4().hex[:8]}", role, scope_code,
+                                  **kwargs)
+            session.commit()
+            c.headers["Authorization"] = f"Bearer {_token(user.username, role)}"
+            c.user = user
+        return c
+
+    try:
+        yield make
+    finally:
+        for c in made:
+            c.close()
         app.dependency_overrides.clear()
 
 
@@ -204,6 +265,12 @@ def page(browser):
     """A fresh page that records console errors and failed requests (``page.problems``)."""
     ARTIFACTS.mkdir(exist_ok=True)
     context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="zh-CN")
+    # Signed in as the test administrator on every local server (cookies ignore the port).
+    from app.security import COOKIE_NAME
+
+    context.add_cookies([{"name": COOKIE_NAME, "value": _token(TEST_ADMIN, "admin"),
+                          "domain": "127.0.0.1", "path": "/", "httpOnly": True,
+                          "sameSite": "Strict"}])
     pg = context.new_page()
     problems: list[str] = []
     pg.on(

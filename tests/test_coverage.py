@@ -112,4 +112,4 @@ def test_unpatrolled_api_geojson_and_uncovered(client, session):
     assert u.status_code == 200 and u.json()["type"] == "FeatureCollection"
     bad = client.get("/api/coverage/forces", params={"since": "2025-02-01",
                                                      "until": "2025-01-01"})
-    assert bad.status_code == 422 and "until" in bad.json()["detail"]
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "until"]

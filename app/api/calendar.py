@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from app.api.access import CalendarAccess, ReferenceAccess
 from app.api.deps import SessionDep
 from app.services import calendar as workcal
 
@@ -27,7 +28,8 @@ class DaysIn(BaseModel):
 
 
 @router.get("/{year}")
-def get_year(year: Annotated[int, Field(ge=1990, le=2100)], session: SessionDep):
+def get_year(year: Annotated[int, Field(ge=1990, le=2100)], session: SessionDep,
+             access: ReferenceAccess):
     """The holidays and adjusted working days of a year, and its number of working days."""
     cal = workcal.load(session)
     days = workcal.year_days(session, year)
@@ -41,11 +43,11 @@ def get_year(year: Annotated[int, Field(ge=1990, le=2100)], session: SessionDep)
 
 
 @router.put("/days")
-def put_days(body: DaysIn, session: SessionDep):
+def put_days(body: DaysIn, session: SessionDep, access: CalendarAccess):
     """Set days as holidays or working days (an official's upsert; audited)."""
     try:
         changed = workcal.upsert_days(
-            session, days=[d.model_dump() for d in body.days], actor=body.actor,
+            session, days=[d.model_dump() for d in body.days], actor=access.actor(body.actor),
             reason=body.reason)
         session.commit()
     except Exception:
@@ -57,6 +59,7 @@ def put_days(body: DaysIn, session: SessionDep):
 @router.get("")
 def working_days(
     session: SessionDep,
+    access: ReferenceAccess,
     start: date,
     add: Annotated[int | None, Query(ge=0, le=1000)] = None,
     end: date | None = None,

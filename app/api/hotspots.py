@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
+from app.api.access import AnalyseAccess
 from app.api.deps import GeoJSONResponse, SessionDep
+from app.config import get_settings
 from app.services import hotspots
 
 router = APIRouter(prefix="/api", tags=["hotspots"])
@@ -16,6 +18,7 @@ router = APIRouter(prefix="/api", tags=["hotspots"])
 
 def _filters(
     session: SessionDep,
+    access: AnalyseAccess,
     district: Annotated[str | None, Query(description="12 digits; default: the demo")] = None,
     events: Annotated[str, Query(description="hazards or incidents")] = "hazards",
     hazard_type: Annotated[str | None, Query(description="comma list, e.g. fall_from_height, "
@@ -26,6 +29,21 @@ def _filters(
     street: Annotated[str | None, Query(description="street code")] = None,
     community: Annotated[str | None, Query(description="community code")] = None,
 ) -> hotspots.Filters:
+    # The map of a street or community account is the map of its own area: the statistics
+    # (and their neighbours) never see events from outside it.
+    scope = access.scope
+    if not scope.unrestricted:
+        if scope.estate_ids is not None or scope.level not in ("district", "street",
+                                                               "community"):
+            raise HTTPException(403, "scope: hotspot maps need a community, street or "
+                                     "district account")
+        district = access.district(district, get_settings().demo_district)
+        access.require_unit(street, "street")
+        access.require_unit(community, "community")
+        if scope.level == "street" and not street and not community:
+            street = scope.code
+        elif scope.level == "community" and not community:
+            community = scope.code
     return hotspots.make_filters(
         session, district=district, events=events, hazard_type=hazard_type, severity=severity,
         kind=kind, category=category, street=street, community=community)

@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
+from app.api.access import ReferenceAccess
 from app.api.deps import SessionDep
 from app.config import get_settings
 from app.services import territory
+from layers.pages import with_nav
 from layers.territory import render, territory_map
 
 router = APIRouter(tags=["pages"])
@@ -15,7 +17,7 @@ router = APIRouter(tags=["pages"])
 
 @router.get("/", response_class=HTMLResponse)
 @router.get("/map/territory", response_class=HTMLResponse)
-def territory_page(session: SessionDep, district: str | None = None):
+def territory_page(session: SessionDep, access: ReferenceAccess, district: str | None = None):
     """The territory map: district, streets, communities and grids."""
     district = district or get_settings().demo_district
     levels = {
@@ -29,4 +31,4 @@ def territory_page(session: SessionDep, district: str | None = None):
             "run <code>xiaosan demo load</code>.</p>",
             status_code=404,
         )
-    return HTMLResponse(render(territory_map(levels)))
+    return HTMLResponse(render(with_nav(territory_map(levels), "territory")))

@@ -10,6 +10,15 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 
+from app.api.access import (
+    Access,
+    ChangeAccess,
+    ExportAccess,
+    ListAccess,
+    MaintainAccess,
+    ReadAccess,
+    ReferenceAccess,
+)
 from app.api.deps import GeoJSONResponse, SessionDep
 from app.api.territory import parse_bbox
 from app.models import Project
@@ -46,7 +55,9 @@ class RegistrationIn(BaseModel):
     channel: Literal["online", "window"] = "online"
     above_limit_reference: bool = False
     submitted_on: date | None = Field(None, description="default: today (Beijing time)")
-    actor: str = Field("applicant", description="who submits (until accounts exist)")
+    actor: str = Field("applicant", description="who submits: recorded for administrators "
+                                                 "entering paper declarations; every other "
+                                                 "account submits under its own name")
 
 
 class TransitionIn(BaseModel):
@@ -63,24 +74,32 @@ class TransitionIn(BaseModel):
 
 
 def problems_response(exc: RegistrationProblems) -> JSONResponse:
-    detail = [{"loc": ["body", *field.split(".")], "msg": f"{field}: {msg}"}
+    detail = [{"loc": ["body", *field.split(".")], "msg": f"{field}: {msg}", "type": "value_error"}
               for field, msg in exc.problems]
     return JSONResponse(status_code=422, content={"detail": detail})
 
 
-def get_project(session, ref: str) -> Project:
-    """A project by id, registration number or public id; 404 otherwise."""
+def project_scope(access: Access | None):
+    """The scope predicate on the ``projects`` table (sites are the estate geometry)."""
+    from sqlalchemy import true
+
+    return true() if access is None else access.scope.clause("projects", geom="site")
+
+
+def get_project(session, ref: str, access: Access | None = None) -> Project:
+    """A project by id, registration number or public id, inside the account's scope; 404
+    otherwise (one outside the scope answers exactly as one that does not exist)."""
     cond = [Project.reg_no == ref, Project.public_id == ref]
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit() and len(ref) < 10:
         cond.append(Project.id == int(ref))
-    project = session.scalar(select(Project).where(or_(*cond)))
+    project = session.scalar(select(Project).where(or_(*cond)).where(project_scope(access)))
     if project is None:
         raise HTTPException(404, f"project: no project {ref}")
     return project
 
 
 @router.get("/rules")
-def get_rules_doc():
+def get_rules_doc(access: ReferenceAccess):
     """The registration rules in force: kinds, categories, risk factors, departments, limits."""
     rules = get_rules()
     return {
@@ -109,6 +128,7 @@ def get_rules_doc():
 @router.post("/projects", status_code=201, response_class=GeoJSONResponse)
 def register(
     session: SessionDep,
+    access: ChangeAccess,
     body: Annotated[RegistrationIn, Body()],
     dry_run: Annotated[bool, Query(description="decide and answer, store nothing")] = False,
 ):
@@ -123,7 +143,12 @@ def register(
             return GeoJSONResponse({"dry_run": True, **decision.as_dict(get_rules()),
                                     "jurisdiction": decision.jurisdiction.as_dict()},
                                    status_code=200)
-        project = registration.submit(session, raw=raw, actor=body.actor, source="api")
+        project = registration.submit(session, raw=raw, actor=access.actor(body.actor),
+                                      source="api")
+        session.flush()
+        if not access.visible(session, "projects", project.id, geom="site"):
+            session.rollback()
+            raise HTTPException(403, "site: outside your area")
         session.commit()
     except RegistrationProblems as exc:
         session.rollback()
@@ -137,6 +162,7 @@ def register(
 @router.get("/projects", response_class=GeoJSONResponse)
 def list_projects(
     session: SessionDep,
+    access: ListAccess,
     state: Annotated[str | None, Query()] = None,
     district: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
     street: str | None = None,
@@ -155,13 +181,14 @@ def list_projects(
     stmt = project_views.filtered(
         district=district, street=street, community=community, grid=grid, state=state,
         kind=kind, category=category, high_risk=high_risk, submitted_from=submitted_from,
-        submitted_to=submitted_to, bbox=parse_bbox(bbox))
+        submitted_to=submitted_to, bbox=parse_bbox(bbox)).where(project_scope(access))
     return GeoJSONResponse(project_views.collection(session, stmt, limit=limit, offset=offset))
 
 
-@router.get("/projects/export.csv")
+@router.get("/projects/export.csv", responses={200: {"content": {"text/csv": {}}}})
 def export_csv(
     session: SessionDep,
+    access: ExportAccess,
     state: str | None = None,
     district: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
     street: str | None = None,
@@ -173,7 +200,7 @@ def export_csv(
     """Projects as CSV (UTF-8), the same filters as the list."""
     stmt = project_views.filtered(
         district=district, street=street, community=community, grid=grid, state=state,
-        submitted_from=submitted_from, submitted_to=submitted_to)
+        submitted_from=submitted_from, submitted_to=submitted_to).where(project_scope(access))
     return StreamingResponse(
         project_views.csv_rows(session, stmt), media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="projects.csv"'})
@@ -182,6 +209,7 @@ def export_csv(
 @router.get("/projects/overdue")
 def list_overdue(
     session: SessionDep,
+    access: ListAccess,
     on: date | None = None,
     district: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
     street: str | None = None,
@@ -192,27 +220,31 @@ def list_overdue(
 ):
     """Every clock that has run out, with who must act and how many working days late."""
     items = lifecycle.overdue(session, on=on, district=district, street=street,
-                              community=community, grid=grid, actor_kind=actor_kind, clock=clock)
+                              community=community, grid=grid, actor_kind=actor_kind, clock=clock,
+                              scope=access.scope)
     return {"on": on or registration.today_cn(), "count": len(items), "items": items}
 
 
 @router.get("/projects/overdue/summary")
 def overdue_summary(
     session: SessionDep,
+    access: ListAccess,
     by: Literal["street", "community", "grid", "actor"] = "street",
     on: date | None = None,
     district: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
 ):
     """Overdue counts by street, community, grid or who must act."""
     return {"by": by, "groups": lifecycle.overdue_summary(session, by=by, on=on,
-                                                          district=district)}
+                                                          district=district,
+                                                          scope=access.scope)}
 
 
 @router.post("/projects/expire")
-def expire(session: SessionDep, on: date | None = None, actor: str = "system"):
+def expire(session: SessionDep, access: MaintainAccess, on: date | None = None,
+           actor: str = "system"):
     """Expire every registration whose validity has ended (run daily)."""
     try:
-        count = lifecycle.expire_due(session, on=on, actor=actor)
+        count = lifecycle.expire_due(session, on=on, actor=access.actor(actor))
         session.commit()
     except Exception:
         session.rollback()
@@ -221,24 +253,25 @@ def expire(session: SessionDep, on: date | None = None, actor: str = "system"):
 
 
 @router.get("/projects/{ref}", response_class=GeoJSONResponse)
-def get_one(ref: str, session: SessionDep):
+def get_one(ref: str, session: SessionDep, access: ReadAccess):
     """One project (by id, registration number or public id) with its decision."""
-    return GeoJSONResponse(project_views.feature(session, get_project(session, ref)))
+    return GeoJSONResponse(project_views.feature(session, get_project(session, ref, access)))
 
 
 @router.get("/projects/{ref}/history")
-def get_history(ref: str, session: SessionDep):
+def get_history(ref: str, session: SessionDep, access: ReadAccess):
     """Every step of the project: who, when, from → to, why."""
-    project = get_project(session, ref)
+    project = get_project(session, ref, access)
     return {"reg_no": project.reg_no, "history": lifecycle.history(session, project)}
 
 
 @router.post("/projects/{ref}/transitions", response_class=GeoJSONResponse)
-def move(ref: str, body: TransitionIn, session: SessionDep):
+def move(ref: str, body: TransitionIn, session: SessionDep, access: ChangeAccess):
     """Move a project through the loop (accept, brief, start, declare_completion, close…)."""
-    project = get_project(session, ref)
+    project = get_project(session, ref, access)
     try:
-        lifecycle.transition(session, project=project, **body.model_dump())
+        lifecycle.transition(session, project=project,
+                             **{**body.model_dump(), "actor": access.actor(body.actor)})
         session.commit()
     except RegistrationProblems as exc:
         session.rollback()
@@ -250,18 +283,19 @@ def move(ref: str, body: TransitionIn, session: SessionDep):
 
 
 @router.get("/projects/{ref}/receipt")
-def receipt(ref: str, session: SessionDep):
+def receipt(ref: str, session: SessionDep, access: ReadAccess):
     """The registration receipt (回执), issued when the registration is accepted."""
-    project = get_project(session, ref)
+    project = get_project(session, ref, access)
     if project.receipt_no is None:
         raise HTTPException(409, f"state: no receipt while the project is {project.state}")
     return signboard.receipt(project)
 
 
 @router.get("/projects/{ref}/signboard.{fmt}")
-def get_signboard(ref: str, fmt: Literal["png", "pdf"], session: SessionDep):
+def get_signboard(ref: str, fmt: Literal["png", "pdf"], session: SessionDep,
+                  access: ReadAccess):
     """The responsibility signboard (责任公示牌) with the project's QR code, PNG or PDF."""
-    project = get_project(session, ref)
+    project = get_project(session, ref, access)
     if project.state in ("submitted", "returned", "refused"):
         raise HTTPException(409, f"state: no signboard while the project is {project.state}")
     content = signboard.render_png(project) if fmt == "png" else signboard.render_pdf(project)
@@ -271,14 +305,16 @@ def get_signboard(ref: str, fmt: Literal["png", "pdf"], session: SessionDep):
 
 
 @router.get("/special-places", response_class=GeoJSONResponse)
-def special_places(session: SessionDep, district: str | None = None):
+def special_places(session: SessionDep, access: ReferenceAccess, district: str | None = None):
     """Schools, hospitals, factories… (special closed areas) as GeoJSON."""
     return GeoJSONResponse(places.places_geojson(session, table="special_places",
                                                  district_code=district))
 
 
 @router.get("/estates", response_class=GeoJSONResponse)
-def estates(session: SessionDep, district: str | None = None):
-    """Residential estates and their property companies as GeoJSON."""
+def estates(session: SessionDep, access: ReferenceAccess, district: str | None = None):
+    """Residential estates and their property companies as GeoJSON (a property company's
+    account sees its own estates only)."""
     return GeoJSONResponse(places.places_geojson(session, table="estates",
-                                                 district_code=district))
+                                                 district_code=district,
+                                                 estate_ids=access.scope.estate_ids))

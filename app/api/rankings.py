@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
+from app.api.access import AnalyseAccess
 from app.api.deps import SessionDep
 from app.config import get_settings
 from app.services import rankings
@@ -16,9 +17,11 @@ from app.services.registration import today_cn
 router = APIRouter(prefix="/api", tags=["rankings"])
 
 
-@router.get("/rankings")
+@router.get("/rankings", responses={200: {"content": {
+    "application/json": {}, "text/csv": {}, "text/html": {}}}})
 def get_ranking(
     session: SessionDep,
+    access: AnalyseAccess,
     level: Literal["street", "community"] = "street",
     district: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
     since: date | None = None,
@@ -28,8 +31,9 @@ def get_ranking(
     """Streets or communities ranked over a period (default: the last 30 days)."""
     until = until or today_cn()
     since = since or until - timedelta(days=29)
-    district = district or get_settings().demo_district
-    rows = rankings.ranking(session, district=district, level=level, since=since, until=until)
+    district = access.district(district, get_settings().demo_district)
+    rows = rankings.ranking(session, district=district, level=level, since=since, until=until,
+                            scope=access.scope)
     if format == "csv":
         name = f"ranking_{level}_{since:%Y%m%d}_{until:%Y%m%d}.csv"
         return Response(rankings.to_csv(rows), media_type="text/csv; charset=utf-8",

@@ -1,4 +1,10 @@
-"""Territory: the four levels as GeoJSON, one unit, its history, and boundary imports."""
+"""Territory: the four levels as GeoJSON, one unit, its history, and boundary imports.
+
+Boundaries are reference data: every staff account may read the whole territory (a grid worker
+needs the neighbouring grids on the map, and the lines themselves are not a secret), so these
+reads are not narrowed by scope. Importing boundaries is for the district's accounts, and only
+for units inside their own district.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from sqlalchemy import select
 
+from app.api.access import Access, BoundariesAccess, ReferenceAccess
 from app.api.deps import GeoJSONResponse, SessionDep
 from app.config import code_scheme, get_settings
+from app.limits import check_frame_vertices
 from app.models import BoundaryImport
 from app.services import territory
 from grid_data.importer import read_boundary_file
@@ -38,6 +46,7 @@ def parse_bbox(bbox: str | None) -> tuple[float, float, float, float] | None:
 def get_level(
     level: Level,
     session: SessionDep,
+    access: ReferenceAccess,
     bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
     district: Annotated[str | None, Query(pattern=r"^\d{12}$")] = None,
     simplify_m: Annotated[float, Query(ge=0, le=500)] = 0.0,
@@ -50,7 +59,7 @@ def get_level(
 
 
 @router.get("/territory/{level}/{code}", response_class=GeoJSONResponse)
-def get_unit(level: Level, code: str, session: SessionDep):
+def get_unit(level: Level, code: str, session: SessionDep, access: ReferenceAccess):
     """One current unit as a GeoJSON Feature."""
     features = territory.level_geojson(session, level, codes=[code])["features"]
     if not features:
@@ -59,7 +68,7 @@ def get_unit(level: Level, code: str, session: SessionDep):
 
 
 @router.get("/territory/{level}/{code}/history")
-def get_history(level: Level, code: str, session: SessionDep):
+def get_history(level: Level, code: str, session: SessionDep, access: ReferenceAccess):
     """Every version of a unit, newest first."""
     versions = territory.unit_history(session, level, code)
     if not versions:
@@ -68,7 +77,12 @@ def get_history(level: Level, code: str, session: SessionDep):
 
 
 def _save_upload(upload: UploadFile, folder: Path) -> Path:
-    name = Path(upload.filename or "upload.geojson").name
+    # Only the last part of the client's name is used, and never ".", ".." or a NUL.
+    name = Path((upload.filename or "").replace("\x00", "")).name
+    if name in ("", ".", ".."):
+        name = "upload.geojson"
+    if len(name.encode()) > 200:  # file systems refuse names over 255 bytes
+        name = "upload" + Path(name).suffix[-20:]
     target = folder / name
     limit = get_settings().max_upload_bytes
     with target.open("wb") as out:
@@ -78,9 +92,10 @@ def _save_upload(upload: UploadFile, folder: Path) -> Path:
     return target
 
 
-def _read_upload(upload, level, crs, code_field, name_field, parent_field, folder):
+def _read_upload(upload, level, crs, code_field, name_field, parent_field, folder,
+                 access: Access):
     path = _save_upload(upload, folder)
-    return read_boundary_file(
+    boundary = read_boundary_file(
         path,
         scheme=code_scheme(),
         level=level,
@@ -89,11 +104,18 @@ def _read_upload(upload, level, crs, code_field, name_field, parent_field, folde
         name_field=name_field,
         parent_field=parent_field,
     )
+    check_frame_vertices(boundary.frame.geometry, boundary.frame["code"])
+    outside = [c for c in boundary.frame["code"] if not access.scope.covers_unit(c)]
+    if outside:
+        raise HTTPException(403, f"file: {len(outside)} unit(s) outside your area, "
+                                 f"e.g. {outside[0]}")
+    return boundary
 
 
 @router.post("/boundaries/validate")
 def validate_boundaries(
     session: SessionDep,
+    access: BoundariesAccess,
     file: Annotated[UploadFile, File(description="GeoJSON, zipped Shapefile or GeoPackage")],
     level: Annotated[Level, Form()],
     crs: Annotated[str | None, Form(description="EPSG:xxxx or gcj02")] = None,
@@ -103,7 +125,8 @@ def validate_boundaries(
 ):
     """Validate a boundary file without importing it: counts and the problem places."""
     with tempfile.TemporaryDirectory() as tmp:
-        boundary = _read_upload(file, level, crs, code_field, name_field, parent_field, Path(tmp))
+        boundary = _read_upload(file, level, crs, code_field, name_field, parent_field, Path(tmp),
+                                access)
         report = territory.validate_frame(session, boundary, sliver_m2=get_settings().sliver_m2)
     return {
         "level": level,
@@ -119,6 +142,7 @@ def validate_boundaries(
 @router.post("/boundaries/import", status_code=201)
 def import_boundaries(
     session: SessionDep,
+    access: BoundariesAccess,
     file: Annotated[UploadFile, File(description="GeoJSON, zipped Shapefile or GeoPackage")],
     level: Annotated[Level, Form()],
     crs: Annotated[str | None, Form(description="EPSG:xxxx or gcj02")] = None,
@@ -129,10 +153,12 @@ def import_boundaries(
 ):
     """Import one level (all or nothing); 422 with the report when refused."""
     with tempfile.TemporaryDirectory() as tmp:
-        boundary = _read_upload(file, level, crs, code_field, name_field, parent_field, Path(tmp))
+        boundary = _read_upload(file, level, crs, code_field, name_field, parent_field, Path(tmp),
+                                access)
         try:
             result = territory.import_level(
-                session, boundary, actor="api", strict=strict, sliver_m2=get_settings().sliver_m2
+                session, boundary, actor=access.actor(), strict=strict,
+                sliver_m2=get_settings().sliver_m2
             )
             session.commit()
         except Exception:
@@ -149,11 +175,13 @@ def import_boundaries(
 
 
 @router.get("/boundaries/imports")
-def list_imports(session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50):
-    """The latest boundary imports."""
-    rows = session.scalars(
-        select(BoundaryImport).order_by(BoundaryImport.id.desc()).limit(limit)
-    ).all()
+def list_imports(session: SessionDep, access: BoundariesAccess,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50):
+    """The latest boundary imports (of the account's district)."""
+    stmt = select(BoundaryImport)
+    if not access.scope.unrestricted:
+        stmt = stmt.where(BoundaryImport.district_code == (access.scope.district or ""))
+    rows = session.scalars(stmt.order_by(BoundaryImport.id.desc()).limit(limit)).all()
     return [
         {
             "id": r.id,

@@ -1,5 +1,6 @@
 """ORM models. Import everything here so Alembic sees the whole metadata."""
 
+from app.models.access import LoginFailure, ServiceRequest, User
 from app.models.audit import AuditEntry
 from app.models.base import Base
 from app.models.patrol import (
@@ -12,6 +13,13 @@ from app.models.patrol import (
     ViolationItem,
 )
 from app.models.project import CalendarDay, Estate, Project, SpecialPlace
+from app.models.route_plan import (
+    Inspector,
+    RoutePlan,
+    RoutePlanLeftOut,
+    RoutePlanRoute,
+    RoutePlanStop,
+)
 from app.models.territory import (
     LEVEL_MODELS,
     BoundaryImport,
@@ -41,4 +49,12 @@ __all__ = [
     "Hazard",
     "UnregisteredWork",
     "Incident",
+    "Inspector",
+    "RoutePlan",
+    "RoutePlanRoute",
+    "RoutePlanStop",
+    "RoutePlanLeftOut",
+    "User",
+    "LoginFailure",
+    "ServiceRequest",
 ]

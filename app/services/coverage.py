@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.access import Scope
 from app.patrol_rules import PatrolRules, get_patrol_rules
 from app.services.registration import today_cn
 
@@ -78,11 +79,18 @@ def unpatrolled_sites(
     grid: str | None = None,
     limit: int | None = None,
     rules: PatrolRules | None = None,
+    scope: Scope | None = None,
 ) -> list[dict[str, Any]]:
-    """Active sites overdue for a visit, worst first (days since the last visit × risk)."""
+    """Active sites overdue for a visit, worst first (days since the last visit × risk).
+
+    ``scope`` (an account's) keeps the sites inside it; None: all.
+    """
     rules = rules or get_patrol_rules()
     day = on or today_cn()
     where, params = _place_filter(district, street, community, grid)
+    predicate, scope_params = (scope or Scope.everything()).sql("p", geom="site")
+    where = f"{where} AND {predicate}"
+    params.update(scope_params)
     weight_high = rules.due_days_other / rules.due_days_high_risk
     sql = f"""
         WITH a AS ({_active_sites_sql(on, rules, where)})
@@ -132,13 +140,21 @@ def blind_spots(
     on: date | None = None,
     window_days: int = 30,
     rules: PatrolRules | None = None,
+    scope: Scope | None = None,
 ) -> list[dict[str, Any]]:
     """Per grid: active sites, overdue sites, days since the last patrol, visits per active
-    site and hazards per visit over ``window_days``; ``blind_spot`` where sites go unseen."""
+    site and hazards per visit over ``window_days``; ``blind_spot`` where sites go unseen.
+
+    ``scope`` (an account's) keeps the grids inside it; every number is per grid, so nothing
+    from outside shows.
+    """
     rules = rules or get_patrol_rules()
     day = on or today_cn()
     since = day - timedelta(days=window_days - 1)
     where, params = _place_filter(district, None, None, None)
+    grid_scope, scope_params = (scope or Scope.everything()).sql(
+        "g", codes=("code",), geom="geom")
+    params.update(scope_params)
     sql = f"""
         WITH a AS ({_active_sites_sql(on, rules, where)}),
         per_grid AS (
@@ -173,7 +189,7 @@ def blind_spots(
             SELECT patrol_on AS last_patrol_on FROM patrols
             WHERE grid_code = g.code AND patrol_on <= :day
             ORDER BY patrol_on DESC LIMIT 1) lp ON true
-        WHERE g.valid_to IS NULL AND g.district_code = :district_code
+        WHERE g.valid_to IS NULL AND g.district_code = :district_code AND {grid_scope}
         ORDER BY coalesce(pg.overdue_sites, 0) DESC, coalesce(pg.active_sites, 0) DESC, g.code"""
     params.update(active=list(rules.active_states), on=day, day=day, since=since,
                   due_high=rules.due_days_high_risk, due_other=rules.due_days_other)
@@ -220,18 +236,23 @@ def uncovered_areas(session: Session, *, district: str, min_area_m2: float = 50.
 
 
 def coverage_by_force(
-    session: Session, *, district: str, since: date, until: date
+    session: Session, *, district: str, since: date, until: date, scope: Scope | None = None
 ) -> dict[str, Any]:
-    """Site-days covered (once per site and day, whoever came) and the credit of each force."""
+    """Site-days covered (once per site and day, whoever came) and the credit of each force.
+
+    ``scope`` (an account's) counts the visits to sites inside it only.
+    """
+    predicate, scope_params = (scope or Scope.everything()).sql("t", geom="site")
+    visits = f"""patrol_visits v JOIN projects t ON t.id = v.project_id AND {predicate}
+                 WHERE v.district_code = :d AND v.visited_on BETWEEN :s AND :u"""
+    params = {"d": district, "s": since, "u": until, **scope_params}
     row = session.execute(text(
-        """SELECT count(DISTINCT (project_id, visited_on)) AS site_days, count(*) AS visits
-           FROM patrol_visits WHERE district_code = :d AND visited_on BETWEEN :s AND :u"""),
-        {"d": district, "s": since, "u": until}).one()
+        f"""SELECT count(DISTINCT (v.project_id, v.visited_on)) AS site_days,
+                   count(*) AS visits FROM {visits}"""), params).one()
     forces = session.execute(text(
-        """SELECT force, count(DISTINCT (project_id, visited_on)) AS site_days,
-                  count(*) AS visits
-           FROM patrol_visits WHERE district_code = :d AND visited_on BETWEEN :s AND :u
-           GROUP BY force ORDER BY 2 DESC"""), {"d": district, "s": since, "u": until}).all()
+        f"""SELECT v.force, count(DISTINCT (v.project_id, v.visited_on)) AS site_days,
+                   count(*) AS visits
+            FROM {visits} GROUP BY v.force ORDER BY 2 DESC"""), params).all()
     return {"site_days": row.site_days, "visits": row.visits,
             "by_force": {f.force: {"site_days": f.site_days, "visits": f.visits}
                          for f in forces}}

@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from app.access import Scope
+from app.geoinput import parse_geometry
 from app.models import Hazard, Incident, Project, UnregisteredWork, ViolationItem
 from app.patrol_rules import HAZARD_TYPES, SEVERITIES, PatrolRules, get_patrol_rules
 from app.services import audit
@@ -45,16 +47,9 @@ INCIDENT_TYPES = dict(HAZARD_TYPES)
 def _point(location: dict[str, Any] | None, field: str = "location") -> str | None:
     if location is None:
         return None
-    coords = location.get("coordinates") if isinstance(location, dict) else None
-    if not isinstance(location, dict) or location.get("type") != "Point" or not coords:
-        raise GisError(f"{field}: must be a GeoJSON Point")
-    try:
-        lon, lat = float(coords[0]), float(coords[1])
-    except (TypeError, ValueError, IndexError) as exc:
-        raise GisError(f"{field}: coordinates must be numbers") from exc
-    if not (abs(lon) <= 180 and abs(lat) <= 90):
-        raise GisError(f"{field}: coordinates must be longitude, latitude in degrees")
-    return json.dumps({"type": "Point", "coordinates": [lon, lat]})
+    # Structure, finite degrees inside China, 2D (an altitude is dropped).
+    point = parse_geometry(location, field, types=("Point",))
+    return json.dumps({"type": "Point", "coordinates": [point.x, point.y]})
 
 
 def _project(session: Session, ref: str | int | None) -> Project | None:
@@ -62,7 +57,7 @@ def _project(session: Session, ref: str | int | None) -> Project | None:
         return None
     ref = str(ref)
     cond = Project.reg_no == ref
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit() and len(ref) < 10:
         cond = cond | (Project.id == int(ref))
     project = session.scalar(select(Project).where(cond))
     if project is None:
@@ -221,11 +216,16 @@ def transition(
 
 
 def overdue_hazards(session: Session, *, district: str | None = None, on: date | None = None,
-                    street: str | None = None) -> list[dict[str, Any]]:
-    """Open hazards past their deadline, most late first, with who must rectify."""
+                    street: str | None = None, scope: Scope | None = None
+                    ) -> list[dict[str, Any]]:
+    """Open hazards past their deadline, most late first, with who must rectify.
+
+    ``scope`` (an account's) keeps the hazards inside it; None: all.
+    """
     on = on or today_cn()
+    predicate, scope_params = (scope or Scope.everything()).sql("h")
     rows = session.execute(text(
-        """SELECT h.id, h.hazard_type, h.severity, h.state, h.found_on, h.due_on,
+        f"""SELECT h.id, h.hazard_type, h.severity, h.state, h.found_on, h.due_on,
                   :on - h.due_on AS days_late, h.responsible, h.project_id, p.reg_no,
                   h.street_code, h.community_code, h.grid_code,
                   ST_X(h.location) AS lon, ST_Y(h.location) AS lat
@@ -233,8 +233,10 @@ def overdue_hazards(session: Session, *, district: str | None = None, on: date |
            WHERE h.state = ANY(:open) AND h.due_on < :on
              AND (CAST(:d AS text) IS NULL OR h.district_code = :d)
              AND (CAST(:s AS text) IS NULL OR h.street_code = :s)
+             AND {predicate}
            ORDER BY days_late DESC, h.id"""),
-        {"on": on, "open": list(OPEN_STATES), "d": district, "s": street}).mappings().all()
+        {"on": on, "open": list(OPEN_STATES), "d": district, "s": street,
+         **scope_params}).mappings().all()
     return [dict(r) for r in rows]
 
 
@@ -254,18 +256,25 @@ def _feature(row) -> dict[str, Any]:
 
 
 def layer(session: Session, table: str, *, district: str | None, since: date | None = None,
-          until: date | None = None, state: str | None = None, limit: int = 5000) -> dict:
-    """hazards, unregistered_works or incidents as a FeatureCollection."""
+          until: date | None = None, state: str | None = None, limit: int = 5000,
+          scope: Scope | None = None) -> dict:
+    """hazards, unregistered_works or incidents as a FeatureCollection.
+
+    ``scope`` (an account's) keeps the rows inside it; None: all.
+    """
     day = {"hazards": "found_on", "unregistered_works": "reported_on",
            "incidents": "occurred_on"}[table]
+    predicate, scope_params = (scope or Scope.everything()).sql("t")
     rows = session.execute(text(
         f"""SELECT t.*, ST_AsGeoJSON(t.location, 7)::json AS gj FROM {table} t
             WHERE (CAST(:d AS text) IS NULL OR t.district_code = :d)
               AND (CAST(:s AS date) IS NULL OR t.{day} >= :s)
               AND (CAST(:u AS date) IS NULL OR t.{day} <= :u)
               {"AND t.state = :st" if state and table != "incidents" else ""}
+              AND {predicate}
             ORDER BY t.{day} DESC, t.id DESC LIMIT :lim"""),
-        {"d": district, "s": since, "u": until, "st": state, "lim": limit}).mappings().all()
+        {"d": district, "s": since, "u": until, "st": state, "lim": limit,
+         **scope_params}).mappings().all()
     return {"type": "FeatureCollection", "features": [_feature(r) for r in rows]}
 
 

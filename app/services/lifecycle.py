@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from app.access import Scope
 from app.models import AuditEntry, Project
 from app.rules import Rules, get_rules
 from app.services import audit
@@ -267,6 +268,7 @@ SELECT * FROM (
   AND (CAST(:grid AS text) IS NULL OR o.grid_code = :grid)
   AND (CAST(:actor_kind AS text) IS NULL OR o.actor_kind = :actor_kind)
   AND (CAST(:clock AS text) IS NULL OR o.clock = :clock)
+  AND EXISTS (SELECT 1 FROM projects t WHERE t.id = o.id AND {scope})
 ORDER BY o.due, o.reg_no
 """
 
@@ -281,14 +283,19 @@ def overdue(
     grid: str | None = None,
     actor_kind: str | None = None,
     clock: str | None = None,
+    scope: Scope | None = None,
 ) -> list[dict[str, Any]]:
-    """Every clock that ran out before ``on``, with who must act and how late (working days)."""
+    """Every clock that ran out before ``on``, with who must act and how late (working days).
+
+    ``scope`` (an account's) keeps the projects inside it; None: all.
+    """
     on = on or today_cn()
     cal = workcal.load(session)
-    rows = session.execute(text(OVERDUE_SQL), {
+    predicate, scope_params = (scope or Scope.everything()).sql("t", geom="site")
+    rows = session.execute(text(OVERDUE_SQL.format(scope=predicate)), {
         "on": on, "district": district, "district_prefix": f"{(district or '')[:6]}%",
         "street": street, "community": community, "grid": grid, "actor_kind": actor_kind,
-        "clock": clock,
+        "clock": clock, **scope_params,
     }).mappings().all()
     items = []
     for row in rows:

@@ -9,7 +9,14 @@ checks answer ``error`` with the field and the reason and never block the others
 The batch is written set-based (a few statements for the whole batch, inside one savepoint);
 if the database still refuses it, every record is retried in its own savepoint so one bad record
 cannot sink the rest. Nothing is half-written: a patrol, its visits and the per-project visit
-summary go in together. The caller commits, then acknowledges.
+summary go in together. The caller commits, then acknowledges; the upload's transaction runs
+with ``synchronous_commit = on`` whatever the server's default, so a record acknowledged is a
+record on disk (an asynchronous commit could lose the last acknowledged records in a crash).
+
+A key still being stored by another request (the original and its retry sent at once, a phone
+that gave up waiting) answers ``in_progress`` (HTTP 409 with Retry-After for a single record)
+instead of waiting for it: each request holds a transaction-level advisory lock on a hash of
+each key it stores, taken with ``pg_try_advisory_xact_lock`` so nobody ever waits on it.
 
 Visits come from the sites the record names (``declared``), from the patrol point lying within
 ``visit_distance_m`` of an active site (``nearby``) and from tracks that dwelt near a site
@@ -29,9 +36,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
+from app.geoinput import parse_geometry
+from app.limits import current as current_limits
 from app.models import Patrol
 from app.patrol_rules import ANSWERS, FORCES, PatrolRules, get_patrol_rules
 from app.services import audit
@@ -81,7 +90,7 @@ class RecordResult:
     index: int
     client_id: str | None
     inspector_id: str | None
-    status: str  # created, duplicate, conflict, error
+    status: str  # created, duplicate, conflict, in_progress, error
     id: int | None = None
     visits: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
@@ -149,22 +158,12 @@ def _location(raw: dict, crs: str, problems: list) -> tuple[float, float] | None
     geometry = raw.get("location")
     if geometry is None:
         return None
-    if isinstance(geometry, dict) and geometry.get("type") == "Feature":
-        geometry = geometry.get("geometry")
-    coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
-    if (not isinstance(geometry, dict) or geometry.get("type") != "Point"
-            or not isinstance(coords, list | tuple) or len(coords) < 2):
-        problems.append(("location", "must be a GeoJSON Point"))
+    try:  # structure, finite degrees inside China, a legacy "crs" member; GCJ-02 converted
+        point = parse_geometry(geometry, "location", types=("Point",), crs=crs)
+    except GisError as exc:
+        problems.append(("location", str(exc).removeprefix("location: ")))
         return None
-    try:
-        lon, lat = _to_wgs84(np.asarray([float(coords[0])]), np.asarray([float(coords[1])]), crs)
-    except (TypeError, ValueError):
-        problems.append(("location", "coordinates must be numbers"))
-        return None
-    if not _lonlat_ok(lon, lat):
-        problems.append(("location", "coordinates must be longitude, latitude in degrees"))
-        return None
-    return float(lon[0]), float(lat[0])
+    return float(point.x), float(point.y)
 
 
 def _track(raw: dict, crs: str, rules: PatrolRules, problems: list) -> CleanTrack | None:
@@ -175,6 +174,11 @@ def _track(raw: dict, crs: str, rules: PatrolRules, problems: list) -> CleanTrac
     coords = value.get("coordinates") if isinstance(value, dict) else None
     if not isinstance(coords, list) or len(coords) < 2:
         problems.append(("track", "needs coordinates: at least two [lon, lat] fixes"))
+        return None
+    most = current_limits().track_fixes
+    if len(coords) > most:
+        problems.append(("track", f"{len(coords):,} fixes, more than the {most:,} allowed; "
+                                  "split the track"))
         return None
     times = value.get("times")
     try:
@@ -310,7 +314,7 @@ def _jurisdictions(session: Session, records: list[ParsedPatrol]) -> list[Any]:
 def _resolve_projects(session: Session, refs: set[str]) -> dict[str, tuple[int, str]]:
     if not refs:
         return {}
-    ids = [int(r) for r in refs if r.isdigit()]
+    ids = [int(r) for r in refs if r.isascii() and r.isdigit() and len(r) < 10]
     rows = session.execute(text(
         "SELECT id, reg_no, district_code FROM projects WHERE id = ANY(:ids) OR reg_no = ANY(:refs)"
     ), {"ids": ids, "refs": list(refs)}).all()
@@ -344,6 +348,9 @@ def upload(
     rules = rules or get_patrol_rules()
     if len(records) > rules.upload_batch_max:
         raise GisError(f"records: at most {rules.upload_batch_max} per batch")
+    # Acknowledged means durable: whatever the server or role default, this commit waits for
+    # the WAL flush (LOCAL: only this transaction).
+    session.execute(text("SET LOCAL synchronous_commit = on"))
     results: list[RecordResult | None] = [None] * len(records)
     parsed: list[tuple[int, ParsedPatrol]] = []
     for i, raw in enumerate(records):
@@ -372,21 +379,33 @@ def upload(
             fresh.append((i, p))
 
     if fresh:
+        busy = _claim(session, [p.key for _, p in fresh])
+        for i, p in fresh:
+            if p.key in busy:
+                results[i] = _in_progress(i, p)
+        fresh = [(i, p) for i, p in fresh if p.key not in busy]
+    if fresh:
         try:
             with session.begin_nested():
                 _store(session, fresh, results, source=source, rules=rules)
         except (DBAPIError, GisError) as exc:
+            if _database_failed(exc):
+                raise  # not the records' fault: nothing is stored, the caller answers 503
             log.warning("patrol batch refused as a whole (%s); storing record by record", exc)
             for i, p in fresh:
                 try:
                     with session.begin_nested():
                         _store(session, [(i, p)], results, source=source, rules=rules)
                 except (DBAPIError, GisError) as one:
+                    if _database_failed(one):
+                        raise
                     results[i] = RecordResult(i, p.client_id, p.inspector_id, "error", errors=[
                         {"field": "record", "msg": f"record: could not be stored ({_why(one)})"}])
     for i, p in repeats:
         first = results[first_in_batch[p.key][0]]
-        if first is not None and first.id is not None:
+        if first is not None and first.status == "in_progress":
+            results[i] = _in_progress(i, p)
+        elif first is not None and first.id is not None:
             results[i] = _retry_result(i, p, first.id, first_in_batch[p.key][1].payload_hash)
         else:
             results[i] = RecordResult(i, p.client_id, p.inspector_id, "error", errors=[
@@ -405,6 +424,55 @@ def upload(
                   "conflict": sum(r.status == "conflict" for r in done),
                   "error": sum(r.status == "error" for r in done)})
     return done
+
+
+# Above this many new keys in one batch, the batch locks whole inspectors instead of single
+# keys: advisory locks live in PostgreSQL's shared lock table (max_locks_per_transaction ×
+# connections), which thousands of keys per request would exhaust.
+KEY_LOCKS_MAX = 1000
+_LOCK_NS = "xiaosan.patrol"
+
+
+def _claim(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Lock ``keys`` for this transaction; answer those another request holds right now.
+
+    Two levels, so that small and large batches exclude each other: a small batch takes a
+    shared lock per inspector and an exclusive lock per key; a large one an exclusive lock per
+    inspector. The locks are released by the commit or rollback.
+    """
+    inspectors = sorted({i for i, _ in keys})
+    per_key = len(keys) <= KEY_LOCKS_MAX
+    how = "pg_try_advisory_xact_lock_shared" if per_key else "pg_try_advisory_xact_lock"
+    rows = session.execute(text(
+        f"""SELECT u.i, {how}(hashtextextended(:ns || chr(31) || u.i, 0)) AS got
+            FROM unnest(CAST(:i AS text[])) AS u(i)"""),
+        {"ns": f"{_LOCK_NS}.inspector", "i": inspectors}).all()
+    held = {r.i for r in rows if not r.got}
+    busy = {k for k in keys if k[0] in held}
+    if per_key:
+        ask = [k for k in keys if k[0] not in held]
+        rows = session.execute(text(
+            """SELECT k.i, k.c, pg_try_advisory_xact_lock(
+                   hashtextextended(:ns || chr(31) || k.i || chr(31) || k.c, 0)) AS got
+               FROM unnest(CAST(:i AS text[]), CAST(:c AS text[])) AS k(i, c)"""),
+            {"ns": f"{_LOCK_NS}.key", "i": [k[0] for k in ask], "c": [k[1] for k in ask]}).all()
+        busy |= {(r.i, r.c) for r in rows if not r.got}
+    return busy
+
+
+def _in_progress(i: int, p: ParsedPatrol) -> RecordResult:
+    return RecordResult(i, p.client_id, p.inspector_id, "in_progress", errors=[{
+        "field": "client_id",
+        "msg": (f"client_id: {p.client_id} of inspector {p.inspector_id} is being stored by "
+                "another request right now (in progress); send it again in a moment: it will "
+                "answer duplicate once stored")}])
+
+
+def _database_failed(exc: Exception) -> bool:
+    """The connection or the server failed (lost connection, shutdown, out of resources):
+    retrying record by record would fail the same way, and must not be reported per record."""
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def _str_or_none(value: Any) -> str | None:

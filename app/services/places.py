@@ -152,13 +152,19 @@ def load_demo_layers(session: Session, *, district_code: str) -> dict[str, int]:
     return {"estates": len(estates), "special_places": len(places)}
 
 
-def places_geojson(session: Session, *, table: str, district_code: str | None) -> dict[str, Any]:
-    """Special places or estates as an RFC 7946 FeatureCollection."""
+def places_geojson(session: Session, *, table: str, district_code: str | None,
+                   estate_ids: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Special places or estates as an RFC 7946 FeatureCollection.
+
+    ``estate_ids`` (estates only) keeps those estates alone: a property company's view.
+    """
     model = {"special_places": SpecialPlace, "estates": Estate}[table]
     cols = [c for c in model.__table__.columns if c.name != "geom"]
     stmt = select(*cols, func.ST_AsGeoJSON(model.geom, 7).label("gj"))
     if district_code:
         stmt = stmt.where(model.district_code == district_code)
+    if estate_ids is not None and model is Estate:
+        stmt = stmt.where(Estate.id.in_(list(estate_ids)))
     features = []
     for row in session.execute(stmt.order_by(model.id)).mappings():
         props = {k: v for k, v in row.items() if k != "gj"}

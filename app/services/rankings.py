@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.access import Scope
 from app.services.coverage import unpatrolled_sites
 from gis._errors import GisError
 
@@ -48,8 +49,13 @@ def ranking(
     since: date,
     until: date,
     weights: dict[str, float] | None = None,
+    scope: Scope | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per street (or community) of the district, best first."""
+    """One row per street (or community) of the district, best first.
+
+    ``scope`` (an account's) keeps the units wholly inside it, ranked among themselves: every
+    number of a row is about that unit alone, so nothing from outside shows.
+    """
     if level not in ("street", "community"):
         raise GisError("level: must be street or community")
     if until < since:
@@ -58,9 +64,9 @@ def ranking(
     col = f"{level}_code"
     table = "streets" if level == "street" else "communities"
     p = {"d": district, "s": since, "u": until}
-    units = session.execute(text(
+    units = [u for u in session.execute(text(
         f"SELECT code, name FROM {table} WHERE district_code = :d AND valid_to IS NULL "
-        "ORDER BY code"), p).all()
+        "ORDER BY code"), p).all() if scope is None or scope.covers_unit(u.code)]
     metrics: list[dict[str, dict[str, int]]] = [
         _counts(session, f"""SELECT {col} AS code, count(*) AS registrations,
                    count(*) FILTER (WHERE closed_on BETWEEN :s AND :u) AS closed_in_period

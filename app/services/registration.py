@@ -9,7 +9,6 @@ high risk, jurisdiction, special closed areas, reviewer, departments) and says w
 from __future__ import annotations
 
 import json
-import math
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -18,17 +17,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import shapely
-from shapely.geometry import mapping, shape
+from shapely.geometry import shape
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.geoinput import parse_geojson
 from app.models import Project
 from app.rules import KINDS, REVIEWERS, RISK_FACTORS, Rules, get_rules
 from app.services import audit
 from app.services import calendar as workcal
 from app.services.jurisdiction import Jurisdiction, assign_geometry
-from gis._errors import GisError
+from gis._errors import GeometryError, GisError
 
 CHINA_TZ = ZoneInfo("Asia/Shanghai")
 SITE_TYPES = ("Point", "Polygon", "MultiPolygon")
@@ -218,31 +217,12 @@ def _site(raw: dict, problems: list) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(geometry, dict) or geometry.get("type") not in SITE_TYPES:
         problems.append(("site", f"must be a GeoJSON geometry of type {', '.join(SITE_TYPES)}"))
         return None, crs
+    # Structure, vertex count, finite degrees inside China, validity, area; 2D, RFC winding.
     try:
-        geom = shape(geometry)
-    except Exception:  # shapely raises several types on malformed coordinates
-        problems.append(("site", "malformed GeoJSON coordinates"))
+        return parse_geojson(geometry, "site", types=SITE_TYPES, crs=crs), crs
+    except GeometryError as exc:
+        problems.append(("site", str(exc).removeprefix("site: ")))
         return None, crs
-    if geom.is_empty:
-        problems.append(("site", "empty geometry"))
-        return None, crs
-    coords = shapely.get_coordinates(geom)
-    if not all(math.isfinite(v) for v in coords.ravel()) or not (
-        (abs(coords[:, 0]) <= 180).all() and (abs(coords[:, 1]) <= 90).all()
-    ):
-        problems.append(("site", "coordinates must be longitude, latitude in degrees"))
-        return None, crs
-    if not geom.is_valid:
-        problems.append(("site", f"invalid geometry ({shapely.is_valid_reason(geom)})"))
-        return None, crs
-    if geom.geom_type != "Point" and geom.area == 0:
-        problems.append(("site", "the polygon has no area"))
-        return None, crs
-    if crs == "gcj02":
-        from gis.gcj02 import geometry_gcj02_to_wgs84
-
-        geom = geometry_gcj02_to_wgs84(geom)
-    return mapping(geom), crs
 
 
 def parse_registration(raw: dict[str, Any], *, rules: Rules | None = None) -> Registration:

@@ -138,6 +138,8 @@ def import_level(
         raise ImportRefused(f"{boundary.level} import refused ({mode}): {counts}", report)
     frame = report.repaired
     model = LEVEL_MODELS[boundary.level]
+    # Acknowledged means durable, whatever the server default (only this transaction).
+    session.execute(text("SET LOCAL synchronous_commit = on"))
     districts = sorted({district_of(c) for c in frame["code"]})
 
     record = BoundaryImport(

@@ -1,0 +1,385 @@
+"""Benchmark: vector tiles and GeoJSON layers at city scale, through the real app.
+
+Builds a scratch database (migrated with the project's Alembic migrations, the demo territory of
+Futian loaded) and fills it with generate_series: 50,000 projects spread over the district's
+grids (every state; 30 % high risk) and 2,000,000 patrol points (``--patrols`` for more) within
+~30 m of a site over the last 365 days, appended in time order as uploads arrive, 1 % of them
+with a GPS track; hazards at 0.6 % of patrols and a few dozen incidents. Building is timed
+apart and not part of the figures.
+
+Then it serves the app with uvicorn on loopback and requests, with httpx, tiles at zooms 10–18
+over the district: every tile of the district up to z12, and above that ``--samples`` tiles per
+zoom around randomly drawn sites (so most hold data). Per zoom and series it prints the median
+and 95th percentile time of a request and the largest tile:
+
+* **patrols, 7 days**: the patrols layer as a map asks for it (its default period);
+* **patrols, 365 days**: every patrol point of the year (aggregated below z15);
+* **projects**: every project, all states (aggregated below z15);
+* **naive**: measured in the same run on the same database, ``ST_AsMVT`` of every patrol point
+  of the tile (``ST_AsMVTGeom(ST_Transform(location, 3857), ST_TileEnvelope(z, x, y))``, no
+  aggregation, no period), run directly in PostgreSQL — so it pays no HTTP at all.
+
+And the GeoJSON endpoints of the bounded layers with the district's bbox (patrols with one
+grid's bbox), timed the same way. Target: p95 ≤ 50 ms a tile at every zoom.
+
+Usage::
+
+    .venv/bin/python bench/bench_tiles.py [--patrols N] [--projects M] [--samples K]
+        [--naive-max-zoom Z] [--keep] [--reuse DBNAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.db import get_engine, session_factory  # noqa: E402
+from app.dbsetup import drop_database, init_database  # noqa: E402
+from app.services.demo import load_demo  # noqa: E402
+
+BASE = "postgresql+psycopg://xiaosan:xiaosan@127.0.0.1:5432/"
+DISTRICT = "440304000000"
+ZOOMS = range(10, 19)
+STATES = ("submitted", "accepted", "briefed", "in_progress", "in_progress", "in_progress",
+          "completion_declared", "closed", "closed", "closed", "expired", "revoked")
+FORCES = ("supervisor", "supervisor", "grid_worker", "property", "public")
+HAZARD_STATES = ("found", "ordered", "rectified", "verified", "verified", "escalated")
+
+
+def _build(session, n_projects: int, n_patrols: int) -> dict[str, float]:
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    session.execute(text("SELECT setseed(0.42)"))
+    # Sites: random points in every grid, as many as its share of the district's area.
+    session.execute(text(
+        """CREATE TEMP TABLE sites AS
+           SELECT row_number() OVER () AS rn, s.* FROM (
+             SELECT g.code, g.name, c.code AS community_code, c.name AS community_name,
+                    st.code AS street_code, st.name AS street_name,
+                    (ST_Dump(ST_GeneratePoints(g.geom, greatest(1, round(
+                        :n * ST_Area(g.geom) / (SELECT sum(ST_Area(geom)) FROM grids
+                                                WHERE valid_to IS NULL)))::int, 7))).geom AS pt
+             FROM grids g
+             JOIN communities c ON c.code = g.parent_code AND c.valid_to IS NULL
+             JOIN streets st ON st.code = c.parent_code AND st.valid_to IS NULL
+             WHERE g.valid_to IS NULL AND g.district_code = :d) s
+           LIMIT :n"""), {"n": n_projects, "d": DISTRICT})
+    session.execute(text(
+        """INSERT INTO projects (reg_no, public_id, district_code, street_code, street_name,
+                community_code, community_name, grid_code, grid_name, kind, category, title,
+                address, site, site_input_crs, builder, contractor, investment_cny,
+                floor_area_m2, planned_start, planned_end, risk_factors, public_area, channel,
+                above_limit_reference, above_limit, high_risk, special_area, reviewer_kind,
+                reviewer_code, reviewer_name, departments, decision, state, submitted_on,
+                review_due, accepted_on, started_on, source, created_by)
+           SELECT 'BT' || rn, 'bt' || rn, :d, street_code, street_name, community_code,
+                  community_name, code, name,
+                  CASE WHEN random() < 0.58 THEN 'small_project' ELSE 'sporadic_work' END,
+                  'residential_fitout', 'bench', 'bench', pt, 'wgs84', '{}', '{}', 1000, 10,
+                  day + 5, day + 60, '[]', false, 'online', false, false, random() < 0.3,
+                  false, 'community_workstation', 'x', 'x', '[]', '{}',
+                  (CAST(:states AS text[]))[1 + floor(random() * :ns)::int], day, day + 3,
+                  day + 3, day + 8, 'bench', 'bench'
+           FROM (SELECT *, CURRENT_DATE - floor(random() * 365)::int AS day FROM sites) s"""),
+        {"d": DISTRICT, "states": list(STATES), "ns": len(STATES)})
+    session.execute(text("ANALYZE projects"))
+    timings["projects"] = time.perf_counter() - t
+    t = time.perf_counter()
+    n_sites = session.scalar(text("SELECT count(*) FROM sites"))
+    session.execute(text("CREATE INDEX ON sites (rn)"))
+    # Patrols are appended as they are uploaded: in time order (ORDER BY ts).
+    session.execute(text(
+        """INSERT INTO patrols (district_code, client_id, inspector_id, force, started_at,
+                                patrol_on, location, track, street_code, community_code,
+                                grid_code, payload_hash, source)
+           SELECT :d, 'bt' || r.g, 'insp-' || (r.g % 300), (CAST(:forces AS text[]))[r.f],
+                  r.ts, (r.ts AT TIME ZONE 'Asia/Shanghai')::date,
+                  ST_SetSRID(ST_MakePoint(x, y), 4326),
+                  CASE WHEN r.g % 100 = 0 THEN ST_SetSRID(ST_Multi(ST_MakeLine(ARRAY[
+                      ST_MakePointM(x - 0.002, y - 0.001, extract(epoch FROM r.ts)),
+                      ST_MakePointM(x - 0.001, y + 0.0005, extract(epoch FROM r.ts) + 300),
+                      ST_MakePointM(x, y, extract(epoch FROM r.ts) + 600),
+                      ST_MakePointM(x + 0.0015, y + 0.001, extract(epoch FROM r.ts) + 900)])),
+                      4326) END,
+                  s.street_code, s.community_code, s.code, 'x', 'bench'
+           FROM (SELECT g, 1 + floor(random() * :nf)::int AS f,
+                        now() - random() * interval '365 days' AS ts,
+                        1 + (g * 2654435761) % :ns AS rn
+                 FROM generate_series(1, :n) g) r
+           JOIN sites s ON s.rn = r.rn
+           CROSS JOIN LATERAL (SELECT ST_X(s.pt) + (random() - 0.5) * 0.0006 AS x,
+                                      ST_Y(s.pt) + (random() - 0.5) * 0.0006 AS y) p
+           ORDER BY r.ts"""),
+        {"d": DISTRICT, "n": n_patrols, "ns": n_sites, "forces": list(FORCES),
+         "nf": len(FORCES)})
+    timings["patrols"] = time.perf_counter() - t
+    t = time.perf_counter()
+    session.execute(text(
+        """INSERT INTO hazards (district_code, project_id, patrol_id, location, street_code,
+                                community_code, grid_code, hazard_type, severity, found_on,
+                                found_by, responsible, due_on, state, source)
+           SELECT p.district_code, NULL, p.id, p.location, p.street_code, p.community_code,
+                  p.grid_code, 'fall_from_height',
+                  (ARRAY['immediate', 'general', 'major'])[1 + floor(random() * 3)::int],
+                  p.patrol_on, 'bench', '{}', p.patrol_on + 7,
+                  (CAST(:states AS text[]))[1 + floor(random() * :nh)::int], 'bench'
+           FROM patrols p WHERE random() < 0.006"""),
+        {"states": list(HAZARD_STATES), "nh": len(HAZARD_STATES)})
+    session.execute(text(
+        """INSERT INTO incidents (district_code, incident_type, occurred_on, location,
+                                  street_code, community_code, grid_code, deaths, injuries,
+                                  source)
+           SELECT :d, 'fall_from_height', CURRENT_DATE - floor(random() * 365)::int, pt,
+                  street_code, community_code, code, (random() < 0.2)::int,
+                  floor(random() * 3)::int, 'bench'
+           FROM sites ORDER BY random() LIMIT 60"""), {"d": DISTRICT})
+    timings["hazards+incidents"] = time.perf_counter() - t
+    t = time.perf_counter()
+    session.commit()
+    conn = session.connection().connection.driver_connection
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("VACUUM ANALYZE projects, patrols, hazards, incidents")
+    timings["vacuum"] = time.perf_counter() - t
+    return timings
+
+
+def _admin_token(url: str) -> str:
+    from app.security import create_access_token, hash_password
+    from app.services.users import create_user
+
+    with session_factory(url)() as session:
+        exists = session.scalar(text("SELECT 1 FROM users WHERE username = 'bench-admin'"))
+        if not exists:
+            create_user(session, username="bench-admin", password="", role="admin",
+                        password_hash=hash_password(secrets.token_hex(16)), actor="bench")
+            session.commit()
+    return create_access_token("bench-admin", "admin")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(url: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    env = dict(os.environ, DATABASE_URL=url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
+         str(port), "--log-level", "warning"], cwd=ROOT, env=env)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            httpx.get(f"{base}/health", timeout=1)
+            return proc, base
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                raise SystemExit("the app server exited at start") from None
+            time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit("the app server did not answer within 30 s")
+
+
+def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
+    n = 1 << z
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+    return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
+
+
+def _tiles(session, samples: int, seed: int) -> dict[int, list[tuple[int, int]]]:
+    """Every tile over the district up to z12; ``samples`` tiles around random sites above."""
+    x0, y0, x1, y1 = session.execute(text(
+        """SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e)
+           FROM (SELECT ST_Extent(geom) AS e FROM districts
+                 WHERE code = :d AND valid_to IS NULL) s"""), {"d": DISTRICT}).one()
+    sites = session.execute(text(
+        "SELECT ST_X(site), ST_Y(site) FROM projects WHERE source = 'bench' "
+        "ORDER BY id LIMIT 20000")).all()
+    rng = random.Random(seed)
+    out: dict[int, list[tuple[int, int]]] = {}
+    for z in ZOOMS:
+        (ax, ay), (bx, by) = _tile_of(x0, y1, z), _tile_of(x1, y0, z)
+        every = [(x, y) for x in range(ax, bx + 1) for y in range(ay, by + 1)]
+        if len(every) <= samples or z <= 12:
+            out[z] = every
+        else:
+            out[z] = [_tile_of(*rng.choice(sites), z) for _ in range(samples)]
+    return out
+
+
+def _stats(times: list[float], sizes: list[int]) -> tuple[float, float, int, int]:
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+    return statistics.median(ordered), p95, max(sizes) if sizes else 0, len(times)
+
+
+def _request(client: httpx.Client, url: str, params: dict | None = None) -> tuple[float, int,
+                                                                                  int]:
+    t = time.perf_counter()
+    r = client.get(url, params=params)
+    ms = (time.perf_counter() - t) * 1000
+    if r.status_code not in (200, 204):
+        raise SystemExit(f"{url} {params}: {r.status_code} {r.text[:300]}")
+    return ms, len(r.content), r.status_code
+
+
+NAIVE = """SELECT ST_AsMVT(q, 'patrols', 4096, 'geom') FROM (
+    SELECT id, force, ST_AsMVTGeom(ST_Transform(location, 3857), ST_TileEnvelope(:z, :x, :y),
+                                   4096, 64, true) AS geom
+    FROM patrols WHERE location && ST_Transform(ST_TileEnvelope(:z, :x, :y), 4326)) q"""
+
+
+def _naive(session, z: int, x: int, y: int) -> tuple[float, int]:
+    t = time.perf_counter()
+    data = session.scalar(text(NAIVE), {"z": z, "x": x, "y": y})
+    return (time.perf_counter() - t) * 1000, len(data or b"")
+
+
+def _geojson_series(client: httpx.Client, session) -> list[tuple[str, str, float, float, int,
+                                                                  int]]:
+    bbox = session.execute(text(
+        """SELECT concat_ws(',', ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e))
+           FROM (SELECT ST_Extent(geom) AS e FROM districts WHERE code = :d) s"""),
+        {"d": DISTRICT}).scalar()
+    grid_bbox = session.execute(text(
+        """SELECT concat_ws(',', ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e))
+           FROM (SELECT ST_Extent(geom) AS e FROM grids WHERE code = (
+                   SELECT grid_code FROM projects WHERE source = 'bench' ORDER BY id LIMIT 1))
+           s""")).scalar()
+    cases = [
+        ("districts", {"bbox": bbox}), ("streets", {"bbox": bbox}),
+        ("communities", {"bbox": bbox}), ("grids", {"bbox": bbox}),
+        ("hazards", {"bbox": bbox, "state": "open"}), ("incidents", {"bbox": bbox}),
+        ("projects", {"bbox": grid_bbox}), ("patrols", {"bbox": grid_bbox}),
+        ("blind_spots", {}), ("uncovered", {}), ("routes", {"bbox": bbox}),
+    ]
+    rows = []
+    for name, params in cases:
+        times, sizes, counts = [], [], 0
+        for _ in range(5):
+            r = client.get(f"/api/layers/{name}", params=params)
+            if r.status_code != 200:
+                raise SystemExit(f"/api/layers/{name}: {r.status_code} {r.text[:300]}")
+            t = time.perf_counter()
+            r = client.get(f"/api/layers/{name}", params=params)
+            times.append((time.perf_counter() - t) * 1000)
+            sizes.append(len(r.content))
+            counts = r.json()["count"]
+        med, p95, size, _ = _stats(times, sizes)
+        label = ",".join(k for k in params if k != "bbox") or "-"
+        scope = "district bbox" if params.get("bbox") == bbox else (
+            "one grid's bbox" if params.get("bbox") else "district")
+        rows.append((name, f"{scope}; {label}", med, p95, size, counts))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patrols", type=int, default=2_000_000)
+    ap.add_argument("--projects", type=int, default=50_000)
+    ap.add_argument("--samples", type=int, default=60, help="tiles per zoom above z12")
+    ap.add_argument("--naive-max-zoom", type=int, default=12)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--keep", action="store_true", help="keep the scratch database")
+    ap.add_argument("--reuse", help="an existing scratch database name (skip the build)")
+    args = ap.parse_args()
+    os.environ.setdefault("XIAOSAN_SECRET_KEY", secrets.token_hex(32))
+    name = args.reuse or f"xiaosan_bench_tiles_{uuid.uuid4().hex[:6]}"
+    url = BASE + name
+    proc = None
+    try:
+        if not args.reuse:
+            print(f"load: {args.projects:,} projects, {args.patrols:,} patrol points in "
+                  f"district {DISTRICT} (scratch database {name})")
+            t = time.perf_counter()
+            init_database(url)
+            with session_factory(url)() as session:
+                load_demo(session)
+                session.commit()
+                built = _build(session, args.projects, args.patrols)
+            print(f"build: territory {time.perf_counter() - t - sum(built.values()):.1f} s, "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in built.items()))
+        load = os.getloadavg()
+        token = _admin_token(url)
+        proc, base = _serve(url)
+        rows: list[tuple] = []
+        with session_factory(url)() as session, httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {token}"},
+                timeout=120) as client:
+            counts = session.execute(text(
+                "SELECT (SELECT count(*) FROM projects), (SELECT count(*) FROM patrols), "
+                "(SELECT count(*) FROM patrols WHERE patrol_on >= CURRENT_DATE - 6)")).one()
+            print(f"rows: {counts[0]:,} projects, {counts[1]:,} patrol points "
+                  f"({counts[2]:,} in the last 7 days)")
+            tiles = _tiles(session, args.samples, args.seed)
+            year = {"since": "2000-01-01"}
+            series = (("patrols, 7 days", "patrols", {}), ("patrols, 365 days", "patrols", year),
+                      ("projects", "projects", {}))
+            client.get("/tiles/patrols/14/13381/7138.pbf")  # warm the server's imports
+            for z in ZOOMS:
+                for label, layer, params in series:
+                    times, sizes, empty = [], [], 0
+                    for x, y in tiles[z]:
+                        ms, size, status = _request(client, f"/tiles/{layer}/{z}/{x}/{y}.pbf",
+                                                    params)
+                        times.append(ms)
+                        sizes.append(size)
+                        empty += status == 204
+                    rows.append((z, label, *_stats(times, sizes), empty))
+                if z <= args.naive_max_zoom:
+                    times, sizes = [], []
+                    for x, y in tiles[z]:
+                        ms, size = _naive(session, z, x, y)
+                        times.append(ms)
+                        sizes.append(size)
+                    rows.append((z, "naive (all points, SQL)", *_stats(times, sizes), 0))
+                print(f"  z{z} done", flush=True)
+            geo = _geojson_series(client, session)
+        print()
+        print(f"{'zoom':>4}  {'series':<26}{'tiles':>6}{'empty':>6}{'median ms':>11}"
+              f"{'p95 ms':>9}{'max KB':>9}{'p95 ok':>8}")
+        for z, label, med, p95, size, n, empty in rows:
+            ok = "" if label.startswith("naive") else str(p95 <= 50.0)
+            print(f"{z:>4}  {label:<26}{n:>6}{empty:>6}{med:>11.1f}{p95:>9.1f}"
+                  f"{size / 1024:>9.1f}{ok:>8}")
+        print()
+        print(f"{'GeoJSON layer':<14}{'request':<34}{'median ms':>10}{'p95 ms':>9}{'KB':>9}"
+              f"{'features':>10}")
+        for name_, what, med, p95, size, n in geo:
+            print(f"{name_:<14}{what:<34}{med:>10.1f}{p95:>9.1f}{size / 1024:>9.1f}{n:>10,}")
+        print("\ntimes are wall-clock per request through uvicorn + httpx on loopback (the naive "
+              "peer: the SQL alone); GeoJSON: 5 requests each after one warm-up")
+        print(f"machine: {os.cpu_count()} cores, load average at the start {load[0]:.1f}, at the "
+              f"end {os.getloadavg()[0]:.1f} (other work running here slows every figure alike)")
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        get_engine(url).dispose()
+        if args.keep or args.reuse:
+            print(f"kept {name}")
+        else:
+            drop_database(url)
+
+
+if __name__ == "__main__":
+    main()
