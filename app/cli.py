@@ -215,7 +215,31 @@ def demo_load(
             patrols=activity,
         )
         demo_accounts_step(session)
+        if activity:
+            _demo_plan_today(session)
     console.print("[green]demo district ready[/]")
+
+
+def _demo_plan_today(session) -> None:
+    """Plan today's patrols for the demo district once, so the pages show a route at first sight."""
+    from datetime import date
+
+    from sqlalchemy import select
+
+    from app.models.route_plan import RoutePlan
+    from app.services.route_plans import make_plan
+
+    today = date.today()
+    if session.scalar(select(RoutePlan.id).where(RoutePlan.plan_date == today).limit(1)):
+        console.print("  plan       up to date")
+        return
+    plan = make_plan(session, day=today, actor="demo-loader", deadline_s=5.0)
+    session.commit()
+    s = plan.summary
+    console.print(
+        f"  plan       today's plan #{plan.id}: {s['served']} visits, "
+        f"{s['mandatory_served']}/{s['mandatory_total']} mandatory, {s['left_out']} left out"
+    )
 
 
 @jurisdiction_app.command("at")

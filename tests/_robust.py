@@ -50,7 +50,7 @@ def admin_headers(url: str) -> dict[str, str]:
     Servers started by :func:`serve` inherit this process's ``XIAOSAN_SECRET_KEY`` (set by
     ``conftest``), so they accept the token.
     """
-    from app.db import session_factory
+    from app.db import get_engine, session_factory
     from app.security import create_access_token, hash_password
     from app.services.users import create_user, get_user
 
@@ -59,6 +59,8 @@ def admin_headers(url: str) -> dict[str, str]:
             create_user(session, username=ADMIN, password="", role="admin", scope_code=None,
                         password_hash=hash_password(uuid.uuid4().hex), actor="tests")
             session.commit()
+    # No pooled connection may outlive this call: the fault tests stop the server under it.
+    get_engine(url).dispose()
     return {"Authorization": f"Bearer {create_access_token(ADMIN, 'admin')}"}
 
 

@@ -47,6 +47,10 @@ def cluster():
         pg.headers = admin_headers(url)
         yield pg
     finally:
+        from app.db import get_engine
+
+        if getattr(pg, "db_url", None):
+            get_engine(pg.db_url).dispose()
         pg.destroy()
 
 

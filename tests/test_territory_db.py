@@ -379,7 +379,7 @@ def test_redrawn_grids_move_live_projects(session, client, tmp_path):
     geoms = [g for _, _, g in rows]
     tree = shapely.STRtree(geoms)
     a = b = None
-    for i, (code_i, parent_i, geom_i) in enumerate(rows):
+    for i, (_code_i, parent_i, geom_i) in enumerate(rows):
         for j in tree.query(geom_i, predicate="touches"):
             if rows[j][1] == parent_i and shapely.intersection(geom_i, geoms[j]).length > 1e-4:
                 a, b = i, int(j)

@@ -787,6 +787,14 @@ def _public_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _rules_input() -> dict[str, Any]:
+    """The rules a plan was made under, stored with its inputs."""
+    rules = get_patrol_rules()
+    return {"due_days_high_risk": rules.due_days_high_risk,
+            "due_days_other": rules.due_days_other,
+            "service_minutes": SERVICE_MINUTES, "working_hours": WORKING_HOURS}
+
+
 def make_plan(
     session: Session,
     *,
@@ -816,16 +824,13 @@ def make_plan(
         progress("candidates")
     sites = candidates(session, day=day, district=district, street=street,
                        inspectors=inspectors)
-    rules = get_patrol_rules()
     inputs = {
         "kind": "day", "date": day.isoformat(), "district_code": district,
         "street_code": street, "inspectors": inspectors, "sites": sites,
         "pins": dict(pins or {}), "fixed_orders": {k: list(v) for k, v in
                                                    (fixed_orders or {}).items()},
         "matrix": matrix, "mode_override": mode, "solver": solver,
-        "rules": {"due_days_high_risk": rules.due_days_high_risk,
-                  "due_days_other": rules.due_days_other,
-                  "service_minutes": SERVICE_MINUTES, "working_hours": WORKING_HOURS},
+        "rules": _rules_input(),
     }
     solved = solve(inputs, progress=progress)
     solved.timings["total_s"] = round(time.perf_counter() - t0, 3)
@@ -978,14 +983,11 @@ def make_week_plan(
         progress("candidates")
     sites = week_candidates(session, start=start, district=district, street=street,
                             inspectors=inspectors)
-    rules = get_patrol_rules()
     inputs = {
         "kind": "week", "date": start.isoformat(), "days": days, "district_code": district,
         "street_code": street, "inspectors": inspectors, "sites": sites, "pins": {},
         "fixed_orders": {}, "matrix": matrix, "mode_override": mode, "solver": solver,
-        "rules": {"due_days_high_risk": rules.due_days_high_risk,
-                  "due_days_other": rules.due_days_other,
-                  "service_minutes": SERVICE_MINUTES, "working_hours": WORKING_HOURS},
+        "rules": _rules_input(),
     }
     solved = solve_week(inputs, progress=progress)
     solved.timings["total_s"] = round(time.perf_counter() - t0, 3)
