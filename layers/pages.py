@@ -47,7 +47,9 @@ PAGES: dict[str, PageSpec] = {
     for spec in (
         PageSpec("territory", "/", "page.territory"),
         PageSpec("official", "/map/official", "page.official", "official.html",
-                 scripts=("js/official.js",), vendor_scripts=("vendor/chartjs/chart.umd.min.js",)),
+                 scripts=("js/official.js",),
+                 vendor_scripts=("vendor/chartjs/chart.umd.min.js",
+                                 "vendor/leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js")),
         PageSpec("grid", "/map/grid", "page.grid", "grid.html", scripts=("js/grid.js",)),
         PageSpec("dispatch", "/map/dispatch", "page.dispatch", "dispatch.html",
                  scripts=("js/dispatch.js",)),

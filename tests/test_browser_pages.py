@@ -410,3 +410,111 @@ def test_gaode_base_draws_shifted_copies(alive_server, alive_db, page):
     for x, y, lon, lat in shown_and_raw():
         assert (x, y) == pytest.approx((lon, lat), abs=1e-12)
     assert page.problems == []
+
+
+# --- layers served as vector tiles ----------------------------------------------------------
+
+
+def _tile_box(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """The WGS84 box of XYZ tile z/x/y (the slippy-map formulas)."""
+    import math
+
+    def lat(row: int) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / (1 << z)))))
+
+    return x / (1 << z) * 360 - 180, lat(y + 1), (x + 1) / (1 << z) * 360 - 180, lat(y)
+
+
+def test_official_page_draws_patrols_from_vector_tiles(alive_server, alive_db, page):
+    """The patrols (served as tiles by the catalogue) come from /tiles/patrols/..., aggregated,
+    with the chosen period; the overlay toggles, and steps aside on the GCJ-02 base."""
+    import mapbox_vector_tile
+
+    requests: list[str] = []
+    tiles: list = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("response", lambda r: tiles.append(r) if "/tiles/patrols/" in r.url else None)
+    outside = _open(page, alive_server, "/map/official")
+    catalogue = page.request.get(f"{alive_server}/api/layers").json()
+    assert {c["name"]: c["served_as"] for c in catalogue["layers"]}["patrols"] == "tiles"
+    # The library is ours, served locally.
+    vendored = f"{alive_server}/static/vendor/leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js"
+    assert vendored in requests
+    assert page.evaluate("() => typeof L.vectorGrid.protobuf") == "function"
+    for _ in range(150):
+        if any(r.status == 200 for r in tiles):
+            break
+        page.wait_for_timeout(100)
+    assert all(re.search(r"/tiles/patrols/\d+/\d+/\d+\.pbf\?", r.url) for r in tiles)
+    ok = [r for r in tiles if r.status == 200]
+    assert ok and {r.status for r in tiles} <= {200, 204}
+    assert {r.headers["content-type"] for r in ok} == {"application/vnd.mapbox-vector-tile"}
+    # A tile holds the patrols of the year under it, in cells with their count (SQL counts).
+    query = dict(p.split("=") for p in urlparse(ok[0].url).query.split("&"))
+    z, x, y = (int(v) for v in re.search(r"/(\d+)/(\d+)/(\d+)\.pbf", ok[0].url).groups())
+    assert z < 16  # below the patrols' aggregate_below
+    # (Playwright does not keep the body of a fetch() read as a blob: ask again, same cookie.)
+    again = page.request.get(ok[0].url)
+    assert again.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+    features = mapbox_vector_tile.decode(again.body())["patrols"]["features"]
+    x0, y0, x1, y1 = _tile_box(z, x, y)
+    n = alive_db.execute(text(
+        "SELECT count(*) FROM patrols WHERE district_code = :d AND patrol_on BETWEEN :s AND :u "
+        "AND ST_X(location) >= :x0 AND ST_X(location) < :x1 AND ST_Y(location) > :y0 "
+        "AND ST_Y(location) <= :y1"),
+        {"d": DISTRICT, "s": query["since"], "u": query["until"], "x0": x0, "x1": x1,
+         "y0": y0, "y1": y1}).scalar_one()
+    assert sum(f["properties"]["count"] for f in features) == n > 0
+    # Drawn as circles; a cell's tooltip tells its count.
+    page.wait_for_function(
+        "() => document.querySelectorAll('.leaflet-xsTiles-pane path').length > 0")
+    spot = page.evaluate(
+        """() => {
+             const m = document.getElementById('map').getBoundingClientRect();
+             const cx = m.x + m.width / 2, cy = m.y + m.height / 2;
+             let best = null;
+             for (const p of document.querySelectorAll('.leaflet-xsTiles-pane path')) {
+               const b = p.getBoundingClientRect();
+               const d = Math.hypot(b.x + b.width / 2 - cx, b.y + b.height / 2 - cy);
+               if (!best || d < best.d) best = {x: b.x + b.width / 2, y: b.y + b.height / 2, d};
+             }
+             return best;
+           }""")
+    page.mouse.move(spot["x"], spot["y"])
+    tooltip = page.locator(".leaflet-tooltip")
+    tooltip.wait_for(timeout=3000)
+    assert re.fullmatch(r"此处 [\d,]+ 条", tooltip.inner_text())
+    page.screenshot(path=str(ARTIFACTS / "official-tiles.png"))
+    assert page.problems == [] and outside == []
+
+    # The layer control takes it off the map and back.
+    box = page.locator('.leaflet-control-layers-overlays label:has([data-xs-layer="patrols"]) '
+                       "input")
+    seen = []
+    for _ in range(2):
+        box.click()
+        seen.append(page.evaluate("() => XS.map.hasLayer(XS.tiles.patrols.layer)"))
+    assert seen == [False, True]
+    # Another period: the tiles are fetched again for it.
+    page.select_option("#hot-period", "3")
+    page.wait_for_function("() => XS.tiles.patrols.layer._url.includes('since=')")
+    since = page.evaluate("() => XS.tiles.patrols.params.since")
+    assert since > query["since"]
+    page.wait_for_timeout(500)
+    assert any(f"since={since}" in r.url for r in tiles)
+    assert page.problems == [] and outside == []
+
+    # On the Gaode base the tiles (WGS84) cannot follow the shift: off, greyed out, and said so.
+    page.locator('.leaflet-control-layers-base label:has([data-xs-base="gaode"]) input').click()
+    page.wait_for_function("() => XS.datum === 'gcj02'")
+    assert not page.evaluate("() => XS.map.hasLayer(XS.tiles.patrols.layer)")
+    assert box.is_disabled()
+    label = page.locator('.leaflet-control-layers-overlays label:has([data-xs-layer="patrols"])')
+    assert i18n.texts("zh")["tiles.gaode_hidden"] in label.inner_text()
+    page.locator('.leaflet-control-layers-base label:has([data-xs-base="none"]) input').click()
+    page.wait_for_function("() => XS.datum === 'wgs84'")
+    assert page.evaluate("() => XS.map.hasLayer(XS.tiles.patrols.layer)")
+    assert not box.is_disabled()
+    assert {urlparse(u).hostname for u in outside} <= {f"webrd0{i}.is.autonavi.com"
+                                                        for i in range(1, 5)}
+    assert page.problems == []

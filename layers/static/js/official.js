@@ -1,6 +1,7 @@
 /* The officials' page: blind spots (grids by overdue sites, land no grid covers), sites overdue
  * for a visit, hazard hot spots (Gi*) for a chosen period and kind of work, the street ranking
- * and monthly trends. Data: /api/coverage/*, /api/hotspots, /api/rankings, /api/stats/trends.
+ * and monthly trends, the patrols of the chosen period (vector tiles). Data: /api/coverage/*,
+ * /api/hotspots, /api/rankings, /api/stats/trends, /api/layers and /tiles/{name}/....
  */
 (function () {
   'use strict';
@@ -215,6 +216,28 @@
     summary.dataset.loaded = [months, kind, category].join('|');
   }
 
+  // ---- patrols (and projects) from the vector tiles ----------------------------------------
+  // Layers the catalogue serves as tiles grow with the city: drawn tile by tile, aggregated
+  // at low zoom, never fetched whole. The patrols follow the period chosen for the hot spots.
+  function patrolParams() {
+    const period = periodOf(document.getElementById('hot-period').value);
+    return { district, since: period.start, until: period.end };
+  }
+  async function loadTileLayers() {
+    const catalogue = await XS.load(t('tiles.patrols_title'), XS.fetchJSON('/api/layers'));
+    const byName = Object.fromEntries(catalogue.layers.map((l) => [l.name, l]));
+    for (const [name, params, def] of [
+      ['patrols', patrolParams(), { title: t('tiles.patrols_title') }],
+      ['projects', { district, state: 'active' }, { show: false }],
+    ]) {
+      const cat = byName[name];
+      if (cat && cat.served_as === 'tiles') XS.tileOverlay(name, cat, params, def);
+    }
+    document.getElementById('hot-period').addEventListener('change', () => {
+      if (XS.tiles.patrols) XS.setTileParams('patrols', patrolParams());
+    });
+  }
+
   // ---- ranking and trends -------------------------------------------------------------------
   async function loadRanking() {
     const data = await XS.load(t('official.ranking'),
@@ -278,7 +301,8 @@
   defineLayers();
   fillFilters();
   XS.status(t('loading'));
-  Promise.allSettled([XS.boundaries(), loadCoverage(), loadHotspots(), loadRanking(), loadTrends()])
+  Promise.allSettled([XS.boundaries(), loadCoverage(), loadHotspots(), loadRanking(), loadTrends(),
+                      loadTileLayers()])
     .then((results) => {
       if (results.every((r) => r.status === 'fulfilled')) XS.status('');
       XS.ready();

@@ -226,6 +226,9 @@
     XS.map = map;
     map.createPane('xsRoads').style.zIndex = 250;
     XS.roadRenderer = L.canvas({ pane: 'xsRoads' });
+    // Vector tiles (SVG per tile) above the overlays' shared canvas, which would swallow
+    // their pointer events; below markers, tooltips and popups.
+    map.createPane('xsTiles').style.zIndex = 450;
     const bases = {};
     for (const base of boot.basemaps) {
       const layer = base.kind === 'roads' ? roadsBase(base) : tileBase(base);
@@ -233,7 +236,19 @@
       XS.bases[base.name] = layer;
       bases['<span data-xs-base="' + base.name + '">' + XS.esc(base.title) + '</span>'] = layer;
     }
-    XS.control = L.control.layers(bases, {}, { collapsed: narrow }).addTo(map);
+    XS.control = L.control.layers(bases, {}, { collapsed: narrow });
+    // Leaflet greys out an overlay outside its zooms; tile overlays are also greyed out on a
+    // GCJ-02 base, which they cannot follow (see XS.tileOverlay). Set before addTo: the
+    // control binds it to zoomend there.
+    const checkDisabled = XS.control._checkDisabledLayers;
+    XS.control._checkDisabledLayers = function () {
+      checkDisabled.call(this);
+      for (const input of this._layerControlInputs || []) {
+        const item = this._getLayer(input.layerId);
+        if (item && item.layer.xsTiles && XS.datum === 'gcj02') input.disabled = true;
+      }
+    };
+    XS.control.addTo(map);
     L.control.scale({ imperial: false }).addTo(map);
     XS.legendControl = L.control({ position: 'bottomright' });
     XS.legendControl.onAdd = () => {
@@ -335,6 +350,7 @@
     XS.map.setView(XS.latlon(centre[0], centre[1]), XS.map.getZoom(), { animate: false });
     for (const entry of Object.values(XS.layers)) draw(entry);
     restack();
+    tilesForDatum();
     XS.map.fire('xs:datum', { datum: datum });
     XS.status(datum === 'gcj02' ? XS.t('basemap.shifted_note') : '');
   };
@@ -343,7 +359,7 @@
     const div = XS.legendControl && XS.legendControl.getContainer();
     if (!div) return;
     let html = '';
-    for (const entry of Object.values(XS.layers)) {
+    for (const entry of [...Object.values(XS.layers), ...Object.values(XS.tiles)]) {
       if (!entry.def.legend || !XS.map.hasLayer(entry.layer)) continue;
       const items = entry.def.legend();
       if (!items.length) continue;
@@ -362,6 +378,137 @@
     div.style.display = html ? '' : 'none';
   }
   XS.renderLegend = renderLegend;
+
+  // ---- tile overlays: layers the catalogue serves as vector tiles ---------------------------
+  /*
+   * The layers that grow with the city (GET /api/layers: served_as 'tiles') are drawn from
+   * /tiles/{name}/{z}/{x}/{y}.pbf with Leaflet.VectorGrid, never fetched whole. Below the
+   * layer's aggregate_below_zoom a point tile holds one point per occupied cell with its
+   * count: drawn as a circle sized by the count, with the count in a tooltip.
+   *
+   * Tiles are cut in WGS84 Web Mercator and cannot be shifted feature by feature like the
+   * GeoJSON display copies: on a GCJ-02 base (Gaode) they would lie 300-500 m off, so they
+   * are taken off the map and greyed out in the layer control, and come back on the way out.
+   */
+  XS.tiles = {};
+  let TileGrid = null;
+  /**
+   * VectorGrid.Protobuf, with one fix for Leaflet 1.9: a tile's point is a CircleMarker with
+   * no latlng, and Leaflet 1.9 places a pointer event on a small circle at its latlng (it
+   * would throw); without getLatLng the event is placed where the pointer is.
+   */
+  function tileGridClass() {
+    TileGrid = TileGrid || L.VectorGrid.Protobuf.extend({
+      _createLayer(feat, pxPerExtent, layerStyle) {
+        const layer = L.VectorGrid.Protobuf.prototype._createLayer.call(
+          this, feat, pxPerExtent, layerStyle);
+        layer.getLatLng = null;
+        return layer;
+      },
+    });
+    return TileGrid;
+  }
+  function catLabel(obj, field) {
+    if (!obj) return '';
+    const key = (field ? field + '_' : '') + boot.lang;
+    return obj[key] || obj[(field ? field + '_' : '') + 'zh'] || '';
+  }
+  function tileLabel(entry) {
+    let html = '<span data-xs-layer="' + entry.name + '" data-xs-tiles="1">'
+      + XS.esc(entry.def.title) + '</span>';
+    if (XS.datum === 'gcj02') {
+      html += ' <span class="xs-count">(' + XS.esc(XS.t('tiles.gaode_hidden')) + ')</span>';
+    }
+    return html;
+  }
+  function tileStyle(cat) {
+    const st = cat.style;
+    const colour = (p) => (st.property && st.colours[p[st.property]]) || st.default;
+    const outline = (p) => (st.outline_by && st.outline_colours[p[st.outline_by]]) || '#1f2937';
+    return function (p) {
+      if (cat.geometry === 'line') {
+        return { color: colour(p), weight: st.weight, opacity: st.opacity };
+      }
+      if (cat.geometry === 'polygon') {
+        return { color: colour(p), weight: st.weight, opacity: st.opacity, fill: true,
+                 fillColor: colour(p), fillOpacity: st.fill_opacity };
+      }
+      if (p.count !== undefined) {  // an aggregated cell: the mean of count points
+        return { radius: Math.min(2 + Math.sqrt(p.count), 8), fill: true,
+                 fillColor: CELL_COLOUR, fillOpacity: 0.4, color: CELL_COLOUR, weight: 0.6,
+                 opacity: 0.7 };
+      }
+      return { radius: st.radius, fill: true, fillColor: colour(p), fillOpacity: 0.9,
+               color: outline(p), weight: 1, opacity: 0.9 };
+    };
+  }
+  const CELL_COLOUR = '#0f766e';
+  function tileTooltip(cat, p) {
+    if (p.count !== undefined) return XS.esc(XS.t('tiles.cell_count', { n: XS.fmt.number(p.count) }));
+    return XS.fields(cat.popup.filter((f) => p[f.field] !== undefined)
+      .map((f) => [catLabel(f, 'label'), XS.esc(p[f.field])]));
+  }
+
+  /**
+   * An overlay from the catalogue's vector tiles. cat: the layer's entry in GET /api/layers;
+   * params: its query parameters (since, until, filters); def: show (default true), title.
+   * The tiles are fetched same-origin with the session cookie.
+   */
+  XS.tileOverlay = function (name, cat, params, def) {
+    def = Object.assign({ title: catLabel(cat.title) }, def || {});
+    const legend = (cat.legend || []).map((e) => ({
+      colour: e.colour, label: catLabel(e, 'label'),
+      line: !!(cat.style.outline_by && e.value in cat.style.outline_colours) }));
+    if (cat.geometry === 'point' && cat.aggregate_below_zoom !== null) {
+      legend.push({ colour: CELL_COLOUR, label: XS.t('tiles.cells') });
+    }
+    def.legend = def.legend || (() => legend);
+    const styles = {};
+    styles[name] = tileStyle(cat);
+    const layer = new (tileGridClass())(XS.url(cat.urls.tiles, params), {
+      pane: 'xsTiles',
+      rendererFactory: L.svg.tile,
+      vectorTileLayerStyles: styles,
+      interactive: true,
+      fetchOptions: { credentials: 'same-origin' },
+      minZoom: cat.min_zoom,
+      maxZoom: Math.max(cat.max_zoom, 19),
+    });
+    layer.xsTiles = true;
+    const tip = L.tooltip({ direction: 'top', offset: [0, -4] });
+    layer.on('mouseover', (e) => {
+      tip.setContent(tileTooltip(cat, e.layer.properties || {})).setLatLng(e.latlng);
+      XS.map.openTooltip(tip);
+    });
+    layer.on('mouseout', () => XS.map.closeTooltip(tip));
+    layer.on('remove', () => XS.map.closeTooltip(tip));
+    const entry = { name: name, cat: cat, def: def, layer: layer, params: params,
+                    wanted: def.show !== false };
+    XS.tiles[name] = entry;
+    XS.control.addOverlay(layer, tileLabel(entry));
+    if (entry.wanted && XS.datum !== 'gcj02') layer.addTo(XS.map);
+    return entry;
+  };
+  /** New query parameters (another period, other filters): the tiles are fetched again. */
+  XS.setTileParams = function (name, params) {
+    const entry = XS.tiles[name];
+    entry.params = params;
+    entry.layer.setUrl(XS.url(entry.cat.urls.tiles, params));
+  };
+  function tilesForDatum() {
+    for (const entry of Object.values(XS.tiles)) {
+      if (XS.datum === 'gcj02') {
+        entry.wanted = XS.map.hasLayer(entry.layer);
+        if (entry.wanted) XS.map.removeLayer(entry.layer);
+      } else if (entry.wanted && !XS.map.hasLayer(entry.layer)) {
+        entry.layer.addTo(XS.map);
+      }
+      for (const item of XS.control._layers) {
+        if (item.layer === entry.layer) item.name = tileLabel(entry);
+      }
+    }
+    if (Object.keys(XS.tiles).length) XS.control._update();
+  }
 
   /** A popup or card body: rows of [label, value-HTML]. */
   XS.fields = function (rows) {
