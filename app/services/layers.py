@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from app.access import Scope
 from app.config import get_settings
+from app.services import rollups
 from app.services.registration import today_cn
 from gis._errors import GisError, NotEnoughDataError
 from layers.catalog import (
@@ -377,8 +378,13 @@ _CELL_Y = "floor((1.0 - ln(tan(pi() / 4 + radians(__lat) / 2)) / pi()) / 2.0 * :
 
 
 def tile(session: Session, layer: Layer, z: int, x: int, y: int, q: LayerQuery, *,
-         scope: Scope | None = None) -> bytes:
-    """Tile z/x/y of the layer as a Mapbox vector tile; ``b""`` when nothing is in it."""
+         scope: Scope | None = None, use_rollup: bool = True) -> bytes:
+    """Tile z/x/y of the layer as a Mapbox vector tile; ``b""`` when nothing is in it.
+
+    An aggregated tile of a layer with a :class:`~layers.catalog.Rollup` is read from its
+    cells when they answer the query exactly (:func:`app.services.rollups.answers`); else, and
+    with ``use_rollup=False`` (the benchmark's peer, the tests' reference), from the points.
+    """
     src = layer.source
     assert isinstance(src, Sql)
     if not layer.min_zoom <= z <= layer.max_zoom:
@@ -386,6 +392,12 @@ def tile(session: Session, layer: Layer, z: int, x: int, y: int, q: LayerQuery, 
     if src.requires and not tables_present(session, src.requires):
         return b""
     bounds = tile_bounds(z, x, y)
+    shift = CELLS_PER_TILE.bit_length() - 1
+    if (use_rollup and layer.geometry == "point" and layer.aggregate_below is not None
+            and z < layer.aggregate_below and src.rollup is not None
+            and z + shift in src.rollup.levels
+            and rollups.answers(layer, q.values, q.since, q.until, scope)):
+        return _rollup_tile(session, layer, bounds, q, scope)
     conds, params = _conditions(layer, q, scope)
     params.update(layer=layer.name, extent=TILE_EXTENT, mx0=bounds.mx0, my0=bounds.my0,
                   mx1=bounds.mx1, my1=bounds.my1)
@@ -401,7 +413,7 @@ def tile(session: Session, layer: Layer, z: int, x: int, y: int, q: LayerQuery, 
             conds.append(f"{src.index_geom} && "
                          "ST_MakeEnvelope(:lon0, :lat0, :lon1, :lat1, 4326)")
             params.update(lon0=lon0 - eps, lat0=lat0 - eps, lon1=lon1 + eps, lat1=lat1 + eps)
-        shift = CELLS_PER_TILE.bit_length() - 1 if aggregated else 0
+        shift = shift if aggregated else 0
         params.update(cells=float(1 << (z + shift)), cx0=x << shift, cx1=((x + 1) << shift) - 1,
                       cy0=y << shift, cy1=((y + 1) << shift) - 1)
         sql = _point_tile_sql(layer, conds, aggregated)
@@ -410,6 +422,10 @@ def tile(session: Session, layer: Layer, z: int, x: int, y: int, q: LayerQuery, 
         conds.append(f"{src.index_geom} && ST_MakeEnvelope(:lon0, :lat0, :lon1, :lat1, 4326)")
         params.update(lon0=lon0, lat0=lat0, lon1=lon1, lat1=lat1, buffer=TILE_BUFFER)
         sql = _shape_tile_sql(layer, conds)
+    return _run_tile(session, sql, params)
+
+
+def _run_tile(session: Session, sql: str, params: dict[str, Any]) -> bytes:
     # A tile is one statement of a few milliseconds among many: compiling it (JIT) or starting
     # parallel workers costs more than it saves, and its cells are grouped in memory by hash.
     for setting in ("jit = off", "max_parallel_workers_per_gather = 0", "enable_sort = off",
@@ -417,6 +433,32 @@ def tile(session: Session, layer: Layer, z: int, x: int, y: int, q: LayerQuery, 
         session.execute(text(f"SET LOCAL {setting}"))
     data = session.scalar(text(sql), params)
     return bytes(data) if data else b""
+
+
+def _rollup_tile(session: Session, layer: Layer, bounds: TileBounds, q: LayerQuery,
+                 scope: Scope | None) -> bytes:
+    """An aggregated tile from the layer's rollup (see :mod:`app.services.rollups`)."""
+    src = layer.source
+    assert isinstance(src, Sql) and src.rollup is not None
+    shift = CELLS_PER_TILE.bit_length() - 1
+    level = bounds.z + shift
+    x0, y0 = bounds.x << shift, bounds.y << shift
+    key0 = rollups.morton(x0, y0)
+    key1 = rollups.morton(x0 + CELLS_PER_TILE - 1, y0 + CELLS_PER_TILE - 1)
+    with_time = src.rollup.time is not None
+    sql, params = rollups.tile_sql(layer, level, key0, key1, q.values, scope,
+                                   with_time=with_time)
+    if with_time:
+        first, last = session.execute(text(
+            f"SELECT min(start), max(start) FROM {src.rollup.table} "
+            f"WHERE level = :level AND span = '{rollups.SPAN_DAY}'"), {"level": level}).one()
+        chosen = rollups.buckets(q.since, q.until, first, last) if first else []
+        if not chosen:
+            return b""
+        params.update(spans=[b[0] for b in chosen], starts=[b[1] for b in chosen])
+    params.update(layer=layer.name, extent=TILE_EXTENT, mx0=bounds.mx0, my0=bounds.my0,
+                  mx1=bounds.mx1, my1=bounds.my1)
+    return _run_tile(session, sql, params)
 
 
 def _period_index(session: Session, layer: Layer, bounds: TileBounds,

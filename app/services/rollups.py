@@ -1,0 +1,325 @@
+"""Tile cells counted ahead of time: the rollups of the point layers that grow with the city.
+
+A district-wide tile of a year of patrols aggregates a million points into a few hundred cells;
+reading the points takes seconds however they are indexed. A :class:`~layers.catalog.Rollup`
+keeps those cells instead — per stored cell zoom, per combination of its ``dims`` columns and,
+for a dated layer, per **day**, per **ten-day period** (旬: days 1–10, 11–20, 21–end) and per
+**month** — as a count and the sums of longitude and latitude, so a tile reads
+
+* the months wholly inside the period, then the ten-day periods, then the days left at its
+  edges (a year: about 12 months, a few 旬 and at most 18 days per cell, whatever the number of
+  points); a layer without ``time`` keeps one bucket per cell (``'a'``);
+* only the tile's cells: a cell's key is the Morton (Z-order) code of its column and row, so
+  every cell of a tile lies in one contiguous key range of the ``(level, span, start, key)``
+  B-tree.
+
+The tile is the same as the one cut from the points: the same cells (the same ``floor``
+formulas, with ``2^level`` cells around the world), the same counts and sums of the cluster
+flags, and the centroid from the sums (equal to the points' mean up to rounding in the last
+bits, far below a tile unit).
+
+Statement-level triggers with transition tables keep a rollup in step with its table: an
+insert adds its rows' cells (one ``INSERT … ON CONFLICT`` per statement, grouped and sorted
+so that concurrent writers lock cells in one order), a delete subtracts them, an update does
+both, a truncate empties it. A cell brought to zero stays as a row with ``n = 0``, which the
+tile query skips. :func:`install_sql` gives the DDL (used by migration 0006 and by a later
+migration that changes a rollup: drop, then install again; it backfills from the table).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from typing import Any
+
+from app.access import Scope
+from layers.catalog import Layer, Rollup, Sql
+
+SPAN_DAY, SPAN_DEKAD, SPAN_MONTH, SPAN_ALL = "d", "x", "m", "a"
+ALL_START = date(1970, 1, 1)  # the start of the one bucket of a layer without time
+# Scope levels whose prefixes the rollups' code columns (street, district) answer exactly.
+SCOPE_LEVELS = (None, "district", "street")
+
+
+MAX_LEVEL = 24  # cell columns and rows of up to 24 bits: three bytes spread apart
+
+
+def _spread_table() -> str:
+    return "ARRAY[" + ", ".join(str(_spread(b)) for b in range(256)) + "]::bigint[]"
+
+
+def _morton_sql(x: str, y: str) -> str:
+    """SQL of :func:`morton` for two bigint expressions (each spread a byte at a time)."""
+    def spread(v: str) -> str:
+        table = _spread_table()
+        return " | ".join(f"(({table})[(({v}) >> {8 * i} & 255) + 1] << {16 * i})"
+                          for i in range(MAX_LEVEL // 8))
+    return f"({spread(x)}) | (({spread(y)}) << 1)"
+
+
+def _spread(v: int) -> int:
+    v &= 0xFFFFFFFF
+    v = (v | (v << 16)) & 0x0000FFFF0000FFFF
+    v = (v | (v << 8)) & 0x00FF00FF00FF00FF
+    v = (v | (v << 4)) & 0x0F0F0F0F0F0F0F0F
+    v = (v | (v << 2)) & 0x3333333333333333
+    return (v | (v << 1)) & 0x5555555555555555
+
+
+def morton(x: int, y: int) -> int:
+    """The Z-order key of cell column ``x``, row ``y`` (bits of x at even places)."""
+    return _spread(x) | (_spread(y) << 1)
+
+
+# --- buckets -----------------------------------------------------------------------------------
+
+
+def _month_end(d: date) -> date:
+    nxt = date(d.year + d.month // 12, d.month % 12 + 1, 1)
+    return nxt - timedelta(days=1)
+
+
+def _dekad(d: date) -> tuple[date, date]:
+    """The ten-day period (旬) holding ``d``: its first and last day."""
+    if d.day <= 10:
+        return d.replace(day=1), d.replace(day=10)
+    if d.day <= 20:
+        return d.replace(day=11), d.replace(day=20)
+    return d.replace(day=21), _month_end(d)
+
+
+def buckets(since: date | None, until: date | None, first: date,
+            last: date) -> list[tuple[str, date]]:
+    """The fewest (span, start) buckets whose days are exactly the period's days with data.
+
+    ``first`` and ``last`` are the first and last day holding any row: a period reaching past
+    either end may take the whole month there (its other days hold nothing).
+    """
+    lo = since if since and since > first else first.replace(day=1)
+    hi = until if until and until < last else _month_end(last)
+    out: list[tuple[str, date]] = []
+    d = lo
+    while d <= hi:
+        month_end = _month_end(d)
+        dekad_start, dekad_end = _dekad(d)
+        if d.day == 1 and month_end <= hi:
+            out.append((SPAN_MONTH, d))
+            d = month_end + timedelta(days=1)
+        elif d == dekad_start and dekad_end <= hi:
+            out.append((SPAN_DEKAD, d))
+            d = dekad_end + timedelta(days=1)
+        else:
+            out.append((SPAN_DAY, d))
+            d += timedelta(days=1)
+    return out
+
+
+def bucket_days(span: str, start: date) -> tuple[date, date]:
+    """The first and last day of a bucket."""
+    if span == SPAN_DAY:
+        return start, start
+    if span == SPAN_DEKAD:
+        return _dekad(start)
+    if span == SPAN_MONTH:
+        return start, _month_end(start)
+    raise ValueError(span)
+
+
+# --- what a rollup can answer ------------------------------------------------------------------
+
+_COLUMN = re.compile(r"\bt\.(\w+)")
+
+
+def _columns(expr: str) -> set[str]:
+    return set(_COLUMN.findall(expr))
+
+
+def answers(layer: Layer, values: dict[str, Any], since: date | None, until: date | None,
+            scope: Scope | None) -> bool:
+    """Whether the layer's rollup gives exactly the tile the points would give."""
+    src = layer.source
+    if not isinstance(src, Sql) or src.rollup is None:
+        return False
+    r = src.rollup
+    if (since or until) and r.time is None:
+        return False
+    dims = set(r.dims)
+    for name in values:
+        f = layer.filter(name)
+        if f is None or f.column is None or not _columns(f.column) <= dims:
+            return False
+    if scope is not None and not scope.unrestricted and src.scope is not None:
+        if scope.estate_ids is not None or scope.level not in SCOPE_LEVELS:
+            return False
+        if src.scope.get("own") and scope.inspector_code:
+            return False  # the account's own rows are visible wherever they are
+    return True
+
+
+def check(layer: Layer) -> None:
+    """The rollup's definition agrees with its layer (called by the tests for every layer)."""
+    src = layer.source
+    assert isinstance(src, Sql) and src.rollup is not None
+    r = src.rollup
+    for name, expr in src.cluster_sums.items():
+        missing = _columns(expr) - set(r.dims)
+        assert not missing, f"{layer.name}: cluster sum {name} needs {missing} in the rollup"
+    if r.time:
+        assert src.time == f"t.{r.time}", f"{layer.name}: rollup time is not the layer's time"
+    assert layer.aggregate_below is not None
+
+
+# --- the tile ----------------------------------------------------------------------------------
+
+
+def tile_sql(layer: Layer, level: int, key0: int, key1: int, values: dict[str, Any],
+             scope: Scope | None, *, with_time: bool) -> tuple[str, dict[str, Any]]:
+    """The tile's statement over the rollup: cells of ``level`` with keys in [key0, key1] and
+    the buckets bound as ``:spans``/``:starts``; ``:mx0…:my1``, ``:extent``, ``:layer`` and
+    the Mercator formulas are the caller's (see ``app.services.layers``)."""
+    from app.services.layers import _MERCATOR_X, _MERCATOR_Y
+
+    src = layer.source
+    assert isinstance(src, Sql) and src.rollup is not None
+    r = src.rollup
+    conds = ["t.level = :level", "t.key BETWEEN :key0 AND :key1", "t.n <> 0"]
+    params: dict[str, Any] = {"level": level, "key0": key0, "key1": key1}
+    for name, vals in values.items():
+        f = layer.filter(name)
+        assert f is not None and f.column is not None
+        conds.append(f"{f.column} = ANY(:f_{name})")
+        params[f"f_{name}"] = vals
+    if scope is not None and not scope.unrestricted and src.scope is not None:
+        codes = tuple(c for c in ("street_code", "district_code") if c in r.dims)
+        predicate, scope_params = scope.sql("t", geom=None, codes=codes, key="scope")
+        conds.append(predicate)
+        params.update(scope_params)
+    sums = "".join(f', coalesce(sum(t.n) FILTER (WHERE {expr}), 0)::int AS "{name}"'
+                   for name, expr in src.cluster_sums.items())
+    point = (f"ST_MakePoint({_MERCATOR_X.format(lon='sum(t.sum_lon) / sum(t.n)')}, "
+             f"{_MERCATOR_Y.format(lat='sum(t.sum_lat) / sum(t.n)')})")
+    join = ("FROM unnest(CAST(:spans AS text[]), CAST(:starts AS date[])) AS b(span, start) "
+            f"JOIN {r.table} t ON t.span = b.span AND t.start = b.start" if with_time else
+            f"FROM {r.table} t")
+    if not with_time:
+        conds += [f"t.span = '{SPAN_ALL}'", f"t.start = DATE '{ALL_START.isoformat()}'"]
+    return (f"""
+        SELECT ST_AsMVT(q, :layer, :extent, 'geom') FROM (
+          SELECT sum(t.n)::int AS count{sums},
+                 ST_AsMVTGeom(ST_SetSRID({point}, 3857),
+                              ST_MakeEnvelope(:mx0, :my0, :mx1, :my1, 3857), :extent, 0, false)
+                   AS geom
+          {join}
+          WHERE {' AND '.join(conds)}
+          GROUP BY t.key HAVING sum(t.n) > 0) q""", params)
+
+
+# --- DDL ---------------------------------------------------------------------------------------
+
+
+def _cells_select(layer: Layer, rows: str, sign: int) -> str:
+    """The cells of the rows of ``rows`` (a table or transition table), signed, grouped."""
+    src = layer.source
+    assert isinstance(src, Sql) and src.rollup is not None
+    r = src.rollup
+    dims = ", ".join(f"p.{d}" for d in r.dims)
+    if r.time:
+        spans = (f"(VALUES ('{SPAN_DAY}', p.__day), "
+                 f"('{SPAN_DEKAD}', make_date(extract(year FROM p.__day)::int, "
+                 "extract(month FROM p.__day)::int, CASE WHEN extract(day FROM p.__day) <= 10 "
+                 "THEN 1 WHEN extract(day FROM p.__day) <= 20 THEN 11 ELSE 21 END)), "
+                 f"('{SPAN_MONTH}', date_trunc('month', p.__day)::date)) AS s(span, start)")
+        day = f"t.{r.time} AS __day, "
+    else:
+        spans = f"(VALUES ('{SPAN_ALL}', DATE '{ALL_START.isoformat()}')) AS s(span, start)"
+        day = ""
+    from app.services.layers import _CELL_X, _CELL_Y  # the formulas the tiles cut by
+
+    cells = "power(2::float8, l.level)"
+    levels = ", ".join(str(v) for v in r.levels)
+    return f"""
+        SELECT l.level::smallint, s.span, s.start, {_morton_sql('c.cx', 'c.cy')} AS key,
+               {dims}, ({sign} * count(*))::int AS n, {sign} * sum(p.__lon) AS sum_lon,
+               {sign} * sum(p.__lat) AS sum_lat
+        FROM (SELECT g.*, ST_X(g.__g) AS __lon, ST_Y(g.__g) AS __lat FROM (
+                SELECT {', '.join(f't.{d}' for d in r.dims)}, {day}{src.geom} AS __g
+                FROM {rows} t WHERE ({src.where})) g
+              WHERE g.__g IS NOT NULL AND NOT ST_IsEmpty(g.__g)) p
+        CROSS JOIN unnest(ARRAY[{levels}]) AS l(level)
+        CROSS JOIN LATERAL (SELECT {_CELL_X.replace(':cells', cells)} AS cx,
+                                   {_CELL_Y.replace(':cells', cells)} AS cy) c
+        CROSS JOIN LATERAL {spans}
+        GROUP BY 1, 2, 3, 4, {', '.join(str(i) for i in range(5, 5 + len(r.dims)))}
+        ORDER BY 1, 2, 3, 4, {', '.join(str(i) for i in range(5, 5 + len(r.dims)))}"""
+
+
+def _upsert(layer: Layer, rows: str, sign: int) -> str:
+    src = layer.source
+    assert isinstance(src, Sql) and src.rollup is not None
+    r = src.rollup
+    key = ", ".join(["level", "span", "start", "key", *r.dims])
+    return f"""
+        INSERT INTO {r.table} AS c ({key}, n, sum_lon, sum_lat)
+        {_cells_select(layer, rows, sign)}
+        ON CONFLICT ({key}) DO UPDATE SET n = c.n + excluded.n,
+            sum_lon = c.sum_lon + excluded.sum_lon, sum_lat = c.sum_lat + excluded.sum_lat"""
+
+
+def install_sql(layer: Layer) -> list[str]:
+    """Statements creating the layer's rollup table, its triggers, and filling it."""
+    src = layer.source
+    assert isinstance(src, Sql) and src.rollup is not None
+    r = src.rollup
+    assert max(r.levels) <= MAX_LEVEL
+    table = src.from_.split()[0]
+    key = ", ".join(["level", "span", "start", "key", *r.dims])
+    fn = f"{r.table}_keep"
+    return [
+        f"""CREATE TABLE {r.table} AS
+            SELECT 0::smallint AS level, ''::text AS span, DATE '{ALL_START.isoformat()}' AS start,
+                   0::bigint AS key, {', '.join(f't.{d}' for d in r.dims)}, 0::integer AS n,
+                   0::float8 AS sum_lon, 0::float8 AS sum_lat
+            FROM {table} t WITH NO DATA""",
+        *(f"ALTER TABLE {r.table} ALTER COLUMN {c} SET NOT NULL"
+          for c in ("level", "span", "start", "key", "n", "sum_lon", "sum_lat")),
+        f"COMMENT ON TABLE {r.table} IS 'Tile cells of layer {layer.name}, kept by triggers on "
+        f"{table} (app/services/rollups.py)'",
+        f"CREATE UNIQUE INDEX ux_{r.table} ON {r.table} ({key}) NULLS NOT DISTINCT",
+        f"""CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF TG_OP = 'TRUNCATE' THEN
+                TRUNCATE {r.table};
+                RETURN NULL;
+              END IF;
+              IF TG_OP IN ('UPDATE', 'DELETE') THEN {_upsert(layer, 'old_rows', -1)};
+              END IF;
+              IF TG_OP IN ('UPDATE', 'INSERT') THEN {_upsert(layer, 'new_rows', 1)};
+              END IF;
+              RETURN NULL;
+            END $$""",
+        f"CREATE TRIGGER {r.table}_ins AFTER INSERT ON {table} REFERENCING NEW TABLE AS "
+        f"new_rows FOR EACH STATEMENT EXECUTE FUNCTION {fn}()",
+        f"CREATE TRIGGER {r.table}_upd AFTER UPDATE ON {table} REFERENCING OLD TABLE AS "
+        f"old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {fn}()",
+        f"CREATE TRIGGER {r.table}_del AFTER DELETE ON {table} REFERENCING OLD TABLE AS "
+        f"old_rows FOR EACH STATEMENT EXECUTE FUNCTION {fn}()",
+        f"CREATE TRIGGER {r.table}_trunc AFTER TRUNCATE ON {table} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {fn}()",
+        f"INSERT INTO {r.table} ({key}, n, sum_lon, sum_lat) {_cells_select(layer, table, 1)}",
+        f"ANALYZE {r.table}",
+    ]
+
+
+def drop_sql(layer: Layer) -> list[str]:
+    src = layer.source
+    assert isinstance(src, Sql) and src.rollup is not None
+    r = src.rollup
+    table = src.from_.split()[0]
+    return [*(f"DROP TRIGGER IF EXISTS {r.table}_{k} ON {table}"
+              for k in ("ins", "upd", "del", "trunc")),
+            f"DROP FUNCTION IF EXISTS {r.table}_keep()", f"DROP TABLE IF EXISTS {r.table}"]
+
+
+def rollup_of(layer: Layer) -> Rollup | None:
+    src = layer.source
+    return src.rollup if isinstance(src, Sql) else None

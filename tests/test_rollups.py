@@ -1,0 +1,269 @@
+"""Tile rollups: the cells kept by triggers give the very tiles the points give.
+
+A year of synthetic projects and patrols (as in test_layers) in a transaction rolled back at
+the end of the module. Every comparison decodes two tiles cut by the application — one from
+the rollup, one from the points (``use_rollup=False``) — and compares their features; the
+stored cells are also compared with the cells recomputed from the table after inserts,
+updates, deletes and a truncate.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+import mapbox_vector_tile
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app.access import Scope
+from app.services import layers as svc
+from app.services import rollups
+from app.services.registration import today_cn
+from layers import catalog
+
+DISTRICT = "440304000000"
+
+
+# --- pure parts --------------------------------------------------------------------------------
+
+_days = st.dates(min_value=date(2023, 1, 1), max_value=date(2026, 12, 31))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_days, _days, _days, _days, st.booleans(), st.booleans())
+def test_buckets_cover_exactly_the_period_with_data(a, b, c, d, open_lo, open_hi):
+    first, last = sorted((a, b))
+    since, until = sorted((c, d))
+    since_ = None if open_lo else since
+    until_ = None if open_hi else until
+    chosen = rollups.buckets(since_, until_, first, last)
+    covered: list[date] = []
+    for span, start in chosen:
+        lo, hi = rollups.bucket_days(span, start)
+        covered += [lo + timedelta(days=i) for i in range((hi - lo).days + 1)]
+    assert len(covered) == len(set(covered)), "buckets overlap"
+    lo_ = since_ or date.min
+    hi_ = until_ or date.max
+    want = {first + timedelta(days=i) for i in range((last - first).days + 1)
+            if lo_ <= first + timedelta(days=i) <= hi_}
+    got = {day for day in covered if first <= day <= last}
+    assert got == want
+    # Never more than the months of the period plus a few ten-day periods and edge days.
+    months = (last.year - first.year) * 12 + last.month - first.month + 1
+    assert len(chosen) <= months + 4 + 18
+
+
+def test_buckets_of_a_year_ending_today():
+    chosen = rollups.buckets(date(2025, 11, 22), date(2026, 11, 21), date(2025, 11, 21),
+                             date(2026, 11, 21))
+    # December to November whole (no day after the 21st holds data yet), then the days of
+    # November 2025 from the 22nd (the 旬 from the 21st is not wholly inside).
+    assert [s for s, _ in chosen].count("m") == 12
+    assert ("m", date(2026, 11, 1)) in chosen and ("d", date(2025, 11, 22)) in chosen
+    assert len(chosen) == 12 + 9
+    # Ending a day before the data ends: November 2026 goes by 旬 and days.
+    chosen = rollups.buckets(date(2025, 11, 22), date(2026, 11, 20), date(2025, 11, 21),
+                             date(2026, 11, 21))
+    assert ("x", date(2026, 11, 11)) in chosen and ("m", date(2026, 11, 1)) not in chosen
+    assert len(chosen) == 11 + 2 + 9
+
+
+def test_morton_in_sql_matches_python(engine):
+    pairs = [(0, 0), (1, 0), (0, 1), (3, 5), (54321, 28600), (2**24 - 1, 2**24 - 1),
+             (209715, 114688), (12345678, 7654321)]
+    with engine.connect() as conn:
+        for x, y in pairs:
+            sql = rollups._morton_sql(":x", ":y").replace(":x", "CAST(:x AS bigint)").replace(
+                ":y", "CAST(:y AS bigint)")
+            got = conn.execute(text(f"SELECT {sql}"), {"x": x, "y": y}).scalar_one()
+            assert got == rollups.morton(x, y), (x, y)
+    # Z-order: the cells of a tile are one contiguous run of keys.
+    keys = sorted(rollups.morton(64 * 7 + i, 64 * 3 + j) for i in range(64) for j in range(64))
+    assert keys[-1] - keys[0] + 1 == len(keys) == 4096
+
+
+@pytest.mark.parametrize("layer", [catalog.PATROLS, catalog.PROJECTS])
+def test_rollup_definitions_agree_with_their_layers(layer):
+    rollups.check(layer)
+
+
+# --- against the database ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world(engine):
+    from app.services.activity import generate_activity
+    from app.services.patrol_activity import generate_patrols
+
+    conn = engine.connect()
+    outer = conn.begin()
+    s = Session(bind=conn, join_transaction_mode="create_savepoint")
+    generate_activity(s, seed=11, district_code=DISTRICT, rate=2500)
+    generate_patrols(s, district_code=DISTRICT, seed=11)
+    s.flush()
+    try:
+        yield conn
+    finally:
+        s.close()
+        outer.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def session(world):
+    nested = world.begin_nested()
+    s = Session(bind=world, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield s
+    finally:
+        s.close()
+        if nested.is_active:
+            nested.rollback()
+
+
+def _tiles(session, z: int) -> list[tuple[int, int]]:
+    x0, y0, x1, y1 = session.execute(text(
+        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) e "
+        "FROM districts WHERE code = :d AND valid_to IS NULL) s"), {"d": DISTRICT}).one()
+
+    def xy(lon, lat):
+        n = 1 << z
+        return (int((lon + 180) / 360 * n),
+                int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n))
+
+    (ax, ay), (bx, by) = xy(x0, y1), xy(x1, y0)
+    return [(x, y) for x in range(ax, bx + 1) for y in range(ay, by + 1)]
+
+
+def _features(data: bytes) -> list[tuple]:
+    out = []
+    for layer in (mapbox_vector_tile.decode(data) if data else {}).values():
+        for f in layer["features"]:
+            out.append((tuple(f["geometry"]["coordinates"]),
+                        tuple(sorted(f["properties"].items()))))
+    return sorted(out)
+
+
+def _same_tiles(session, layer, params: dict, *, zooms=(9, 10, 11, 12), scope=None,
+                expect_rollup: bool = True) -> int:
+    """Compare every tile over the district at the zooms; the number of features compared."""
+    q = svc.parse_query(session, layer, params, tiles=True)
+    assert rollups.answers(layer, q.values, q.since, q.until, scope) is expect_rollup
+    n = 0
+    for z in zooms:
+        for x, y in _tiles(session, z):
+            cells = svc.tile(session, layer, z, x, y, q, scope=scope)
+            points = svc.tile(session, layer, z, x, y, q, scope=scope, use_rollup=False)
+            a, b = _features(cells), _features(points)
+            assert a == b, f"{layer.name} {params} z{z}/{x}/{y}: {len(a)} against {len(b)}"
+            n += len(a)
+    return n
+
+
+def _stored_equals_recomputed(session, layer) -> None:
+    r = layer.source.rollup
+    cols = ", ".join(["level", "span", "start", "key", *r.dims])
+    stored = session.execute(text(
+        f"SELECT {cols}, n, round(sum_lon::numeric, 6), round(sum_lat::numeric, 6) "
+        f"FROM {r.table} WHERE n <> 0 ORDER BY {cols}")).all()
+    table = layer.source.from_.split()[0]
+    fresh = session.execute(text(
+        f"SELECT {cols}, n, round(sum_lon::numeric, 6), round(sum_lat::numeric, 6) FROM ("
+        f"{rollups._cells_select(layer, table, 1)}) c ORDER BY {cols}")).all()
+    assert stored == fresh
+
+
+def test_patrol_tiles_from_cells_equal_tiles_from_points(session):
+    today = today_cn()
+    n = 0
+    for params in ({}, {"since": (today - timedelta(days=364)).isoformat()},
+                   {"since": "2000-01-01", "district": DISTRICT},
+                   {"since": (today - timedelta(days=45)).isoformat(),
+                    "until": (today - timedelta(days=3)).isoformat()}):
+        n += _same_tiles(session, catalog.PATROLS, params)
+    assert n > 500  # the tiles held data
+
+
+def test_project_tiles_from_cells_equal_tiles_from_points(session):
+    n = _same_tiles(session, catalog.PROJECTS, {}, zooms=(9, 10, 11, 12, 13, 14))
+    n += _same_tiles(session, catalog.PROJECTS, {"state": "active", "risk": "high"},
+                     zooms=(10, 12, 14))
+    assert n > 200
+
+
+def test_scopes_and_filters_the_cells_cannot_answer_read_the_points(session):
+    street = session.scalar(text(
+        "SELECT street_code FROM patrols WHERE district_code = :d GROUP BY 1 "
+        "ORDER BY count(*) DESC LIMIT 1"), {"d": DISTRICT})
+    community = session.scalar(text(
+        "SELECT community_code FROM patrols WHERE street_code = :s GROUP BY 1 "
+        "ORDER BY count(*) DESC LIMIT 1"), {"s": street})
+    year = {"since": "2000-01-01"}
+    street_scope = Scope.of_account(role="street_official", scope_code=street, estate_ids=None,
+                                    inspector_code=None, username="s")
+    assert _same_tiles(session, catalog.PATROLS, year, zooms=(10, 12), scope=street_scope) > 0
+    community_scope = Scope.of_account(role="community", scope_code=community,
+                                       estate_ids=None, inspector_code=None, username="c")
+    assert _same_tiles(session, catalog.PATROLS, year, zooms=(10, 12), scope=community_scope,
+                       expect_rollup=False) > 0
+    # force is not a dimension of the patrol cells: the points answer, the same way.
+    _same_tiles(session, catalog.PATROLS, {**year, "force": "supervisor"}, zooms=(10,),
+                expect_rollup=False)
+    # An inspector's own patrols are visible outside the scope: the points answer.
+    inspector = Scope.of_account(role="inspector", scope_code=street, estate_ids=None,
+                                 inspector_code="insp-1", username="i")
+    assert not rollups.answers(catalog.PATROLS, {}, None, None, inspector)
+
+
+def test_triggers_keep_the_cells_through_every_kind_of_write(session):
+    for layer in (catalog.PATROLS, catalog.PROJECTS):
+        _stored_equals_recomputed(session, layer)
+    ids = session.scalars(text(
+        "SELECT id FROM patrols WHERE district_code = :d ORDER BY id LIMIT 300"),
+        {"d": DISTRICT}).all()
+    # Moved, re-dated, re-filed to another street; some deleted; a batch inserted.
+    session.execute(text(
+        "UPDATE patrols SET location = ST_Translate(location, 0.003, -0.002), "
+        "patrol_on = patrol_on - 17 WHERE id = ANY(:ids)"), {"ids": ids[:100]})
+    session.execute(text(
+        "UPDATE patrols SET street_code = (SELECT min(street_code) FROM patrols) "
+        "WHERE id = ANY(:ids)"), {"ids": ids[100:150]})
+    session.execute(text(
+        "UPDATE patrols SET street_code = NULL WHERE id = ANY(:ids)"), {"ids": ids[150:160]})
+    session.execute(text("DELETE FROM patrol_visits WHERE patrol_id = ANY(:ids)"),
+                    {"ids": ids[200:300]})
+    session.execute(text(
+        "DELETE FROM patrols p WHERE id = ANY(:ids) AND NOT EXISTS ("
+        "SELECT 1 FROM hazards h WHERE h.patrol_id = p.id) AND NOT EXISTS ("
+        "SELECT 1 FROM unregistered_works u WHERE u.patrol_id = p.id)"), {"ids": ids[200:300]})
+    session.execute(text(
+        """INSERT INTO patrols (district_code, client_id, inspector_id, force, started_at,
+                                patrol_on, location, street_code, community_code, grid_code,
+                                payload_hash, source)
+           SELECT district_code, 'rollup-test-' || id, inspector_id, force, started_at,
+                  patrol_on + 1, ST_Translate(location, 0.0001, 0.0001), street_code,
+                  community_code, grid_code, 'x', 'test'
+           FROM patrols WHERE id = ANY(:ids)"""), {"ids": ids[160:200]})
+    session.execute(text(
+        "UPDATE projects SET state = 'closed' WHERE id IN (SELECT id FROM projects "
+        "WHERE state = 'in_progress' ORDER BY id LIMIT 40)"))
+    session.execute(text(
+        "UPDATE projects SET site = ST_Translate(site, 0.002, 0.001) WHERE id IN ("
+        "SELECT id FROM projects ORDER BY id LIMIT 20)"))
+    for layer in (catalog.PATROLS, catalog.PROJECTS):
+        _stored_equals_recomputed(session, layer)
+    _same_tiles(session, catalog.PATROLS, {"since": "2000-01-01"}, zooms=(10, 12))
+    _same_tiles(session, catalog.PROJECTS, {"state": "active"}, zooms=(10, 12))
+
+
+def test_truncate_empties_the_cells(session):
+    session.execute(text("TRUNCATE patrols CASCADE"))
+    assert session.scalar(text("SELECT count(*) FROM patrol_cells")) == 0
+    layer = catalog.PATROLS
+    q = svc.parse_query(session, layer, {"since": "2000-01-01"}, tiles=True)
+    x, y = _tiles(session, 10)[0]
+    assert svc.tile(session, layer, 10, x, y, q) == b""
