@@ -13,19 +13,25 @@ zoom around randomly drawn sites (so most hold data). Per zoom and series it pri
 and 95th percentile time of a request and the largest tile:
 
 * **patrols, 7 days**: the patrols layer as a map asks for it (its default period);
-* **patrols, 365 days**: every patrol point of the year (aggregated below z15);
-* **projects**: every project, all states (aggregated below z15);
+* **patrols, 12 months**: the last 365 days of one district, as the officials' page asks for
+  them with its 12-month period (aggregated below z16; z9–z12 from the rollup's cells);
+* **patrols, all history**: every patrol point (``since=2000-01-01``);
+* **projects**, **projects, active**: every project, and the active ones as the officials'
+  page asks (aggregated below z15; z9–z14 from the rollup's cells);
+* **peer: 12 months, points**: the same 12-month tiles cut by the same code from the points
+  instead of the rollup (``tile(..., use_rollup=False)``), in-process SQL, no HTTP;
 * **naive**: measured in the same run on the same database, ``ST_AsMVT`` of every patrol point
   of the tile (``ST_AsMVTGeom(ST_Transform(location, 3857), ST_TileEnvelope(z, x, y))``, no
   aggregation, no period), run directly in PostgreSQL — so it pays no HTTP at all.
 
+The build's patrol time includes the rollup's trigger (one statement of 2,000,000 rows).
 And the GeoJSON endpoints of the bounded layers with the district's bbox (patrols with one
 grid's bbox), timed the same way. Target: p95 ≤ 50 ms a tile at every zoom.
 
 Usage::
 
     .venv/bin/python bench/bench_tiles.py [--patrols N] [--projects M] [--samples K]
-        [--naive-max-zoom Z] [--keep] [--reuse DBNAME]
+        [--naive-max-zoom Z] [--peer-max-zoom Z] [--keep] [--reuse DBNAME]
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -254,6 +261,19 @@ def _naive(session, z: int, x: int, y: int) -> tuple[float, int]:
     return (time.perf_counter() - t) * 1000, len(data or b"")
 
 
+def _points(session, name: str, z: int, x: int, y: int, params: dict) -> tuple[float, int]:
+    from app.services import layers as svc
+    from layers.catalog import get
+
+    layer = get(name)
+    q = svc.parse_query(session, layer, params, tiles=True)
+    t = time.perf_counter()
+    data = svc.tile(session, layer, z, x, y, q, use_rollup=False)
+    ms = (time.perf_counter() - t) * 1000
+    session.rollback()
+    return ms, len(data)
+
+
 def _geojson_series(client: httpx.Client, session) -> list[tuple[str, str, float, float, int,
                                                                   int]]:
     bbox = session.execute(text(
@@ -298,6 +318,8 @@ def main() -> None:
     ap.add_argument("--projects", type=int, default=50_000)
     ap.add_argument("--samples", type=int, default=60, help="tiles per zoom above z12")
     ap.add_argument("--naive-max-zoom", type=int, default=12)
+    ap.add_argument("--peer-max-zoom", type=int, default=12,
+                    help="cut the 12-month patrol tiles from the points too, up to this zoom")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--keep", action="store_true", help="keep the scratch database")
     ap.add_argument("--reuse", help="an existing scratch database name (skip the build)")
@@ -330,10 +352,20 @@ def main() -> None:
                 "(SELECT count(*) FROM patrols WHERE patrol_on >= CURRENT_DATE - 6)")).one()
             print(f"rows: {counts[0]:,} projects, {counts[1]:,} patrol points "
                   f"({counts[2]:,} in the last 7 days)")
+            for table in ("patrol_cells", "project_cells"):
+                n, size = session.execute(text(
+                    f"SELECT count(*), pg_size_pretty(pg_total_relation_size('{table}')) "
+                    f"FROM {table}")).one()
+                print(f"rollup {table}: {n:,} cells, {size}")
             tiles = _tiles(session, args.samples, args.seed)
-            year = {"since": "2000-01-01"}
-            series = (("patrols, 7 days", "patrols", {}), ("patrols, 365 days", "patrols", year),
-                      ("projects", "projects", {}))
+            today = session.scalar(text("SELECT (now() AT TIME ZONE 'Asia/Shanghai')::date"))
+            months12 = {"since": (today - timedelta(days=364)).isoformat(),
+                        "district": DISTRICT}
+            series = (("patrols, 7 days", "patrols", {}),
+                      ("patrols, 12 months", "patrols", months12),
+                      ("patrols, all history", "patrols", {"since": "2000-01-01"}),
+                      ("projects", "projects", {}),
+                      ("projects, active", "projects", {"state": "active"}))
             client.get("/tiles/patrols/14/13381/7138.pbf")  # warm the server's imports
             for z in ZOOMS:
                 for label, layer, params in series:
@@ -345,6 +377,14 @@ def main() -> None:
                         sizes.append(size)
                         empty += status == 204
                     rows.append((z, label, *_stats(times, sizes), empty))
+                if z <= args.peer_max_zoom:
+                    # The peer: the same tiles cut from the points (no rollup), in-process SQL.
+                    times, sizes = [], []
+                    for x, y in tiles[z]:
+                        ms, size = _points(session, "patrols", z, x, y, months12)
+                        times.append(ms)
+                        sizes.append(size)
+                    rows.append((z, "peer: 12 months, points", *_stats(times, sizes), 0))
                 if z <= args.naive_max_zoom:
                     times, sizes = [], []
                     for x, y in tiles[z]:
