@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.services.registration import today_cn
 from layers import catalog
+from tests._activity import activity_world, savepoint_session
 
 DISTRICT = "440304000000"
 EVERY_LAYER = {"districts", "streets", "communities", "grids", "projects", "patrols", "tracks",
@@ -32,18 +33,8 @@ TILE_TYPE = "application/vnd.mapbox-vector-tile"
 # --- the module's world ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world(engine):
-    """One connection whose transaction holds the module's data and is rolled back after it."""
-    from app.services.activity import generate_activity
-    from app.services.patrol_activity import generate_patrols
-
-    conn = engine.connect()
-    outer = conn.begin()
-    s = Session(bind=conn, join_transaction_mode="create_savepoint")
-    generate_activity(s, seed=5, district_code=DISTRICT, rate=2500)
-    generate_patrols(s, district_code=DISTRICT, seed=5)
-    # Tracks: a short line through the last 30 patrol points of the week.
+def _tracks(s: Session) -> None:
+    """Tracks: a short line through the last 30 patrol points of the week."""
     s.execute(text(
         """UPDATE patrols SET track = ST_SetSRID(ST_Multi(ST_MakeLine(ARRAY[
                ST_MakePointM(ST_X(location) - 0.001, ST_Y(location), 0),
@@ -51,26 +42,20 @@ def world(engine):
                ST_MakePointM(ST_X(location) + 0.001, ST_Y(location), 120)])), 4326)
            WHERE id IN (SELECT id FROM patrols WHERE district_code = :d
                         ORDER BY patrol_on DESC, id LIMIT 30)"""), {"d": DISTRICT})
-    s.flush()
-    try:
+
+
+@pytest.fixture(scope="module")
+def world(engine):
+    """One connection whose transaction holds the module's data and is rolled back after it."""
+    with activity_world(engine, 5, DISTRICT, then=_tracks) as conn:
         yield conn
-    finally:
-        s.close()
-        outer.rollback()
-        conn.close()
 
 
 @pytest.fixture
 def session(world):
     """The conftest ``session``, inside the module's transaction (a savepoint per test)."""
-    nested = world.begin_nested()
-    s = Session(bind=world, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    with savepoint_session(world) as s:
         yield s
-    finally:
-        s.close()
-        if nested.is_active:
-            nested.rollback()
 
 
 def _scalar(session, sql: str, **params):

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
 from app.access import Scope
 from app.services import layers as svc
 from app.services import rollups
 from app.services.registration import today_cn
 from layers import catalog
+from tests._activity import activity_world, savepoint_session
 
 DISTRICT = "440304000000"
 
@@ -77,8 +77,7 @@ def test_morton_in_sql_matches_python(engine):
              (209715, 114688), (12345678, 7654321)]
     with engine.connect() as conn:
         for x, y in pairs:
-            sql = rollups._morton_sql(":x", ":y").replace(":x", "CAST(:x AS bigint)").replace(
-                ":y", "CAST(:y AS bigint)")
+            sql = rollups._morton_sql("CAST(:x AS bigint)", "CAST(:y AS bigint)")
             got = conn.execute(text(f"SELECT {sql}"), {"x": x, "y": y}).scalar_one()
             assert got == rollups.morton(x, y), (x, y)
     # Z-order: the cells of a tile are one contiguous run of keys.
@@ -96,33 +95,14 @@ def test_rollup_definitions_agree_with_their_layers(layer):
 
 @pytest.fixture(scope="module")
 def world(engine):
-    from app.services.activity import generate_activity
-    from app.services.patrol_activity import generate_patrols
-
-    conn = engine.connect()
-    outer = conn.begin()
-    s = Session(bind=conn, join_transaction_mode="create_savepoint")
-    generate_activity(s, seed=11, district_code=DISTRICT, rate=2500)
-    generate_patrols(s, district_code=DISTRICT, seed=11)
-    s.flush()
-    try:
+    with activity_world(engine, 11, DISTRICT) as conn:
         yield conn
-    finally:
-        s.close()
-        outer.rollback()
-        conn.close()
 
 
 @pytest.fixture
 def session(world):
-    nested = world.begin_nested()
-    s = Session(bind=world, join_transaction_mode="create_savepoint", expire_on_commit=False)
-    try:
+    with savepoint_session(world) as s:
         yield s
-    finally:
-        s.close()
-        if nested.is_active:
-            nested.rollback()
 
 
 def _tiles(session, z: int) -> list[tuple[int, int]]:

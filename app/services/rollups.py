@@ -44,14 +44,11 @@ SCOPE_LEVELS = (None, "district", "street")
 MAX_LEVEL = 24  # cell columns and rows of up to 24 bits: three bytes spread apart
 
 
-def _spread_table() -> str:
-    return "ARRAY[" + ", ".join(str(_spread(b)) for b in range(256)) + "]::bigint[]"
-
-
 def _morton_sql(x: str, y: str) -> str:
     """SQL of :func:`morton` for two bigint expressions (each spread a byte at a time)."""
+    table = "ARRAY[" + ", ".join(str(_spread(b)) for b in range(256)) + "]::bigint[]"
+
     def spread(v: str) -> str:
-        table = _spread_table()
         return " | ".join(f"(({table})[(({v}) >> {8 * i} & 255) + 1] << {16 * i})"
                           for i in range(MAX_LEVEL // 8))
     return f"({spread(x)}) | (({spread(y)}) << 1)"
@@ -69,6 +66,16 @@ def _spread(v: int) -> int:
 def morton(x: int, y: int) -> int:
     """The Z-order key of cell column ``x``, row ``y`` (bits of x at even places)."""
     return _spread(x) | (_spread(y) << 1)
+
+
+def _parts(layer: Layer) -> tuple[Sql, Rollup]:
+    src = layer.source
+    assert isinstance(src, Sql) and src.rollup is not None
+    return src, src.rollup
+
+
+def _table(src: Sql) -> str:
+    return src.from_.split()[0]
 
 
 # --- buckets -----------------------------------------------------------------------------------
@@ -158,9 +165,7 @@ def answers(layer: Layer, values: dict[str, Any], since: date | None, until: dat
 
 def check(layer: Layer) -> None:
     """The rollup's definition agrees with its layer (called by the tests for every layer)."""
-    src = layer.source
-    assert isinstance(src, Sql) and src.rollup is not None
-    r = src.rollup
+    src, r = _parts(layer)
     for name, expr in src.cluster_sums.items():
         missing = _columns(expr) - set(r.dims)
         assert not missing, f"{layer.name}: cluster sum {name} needs {missing} in the rollup"
@@ -179,9 +184,7 @@ def tile_sql(layer: Layer, level: int, key0: int, key1: int, values: dict[str, A
     the Mercator formulas are the caller's (see ``app.services.layers``)."""
     from app.services.layers import _MERCATOR_X, _MERCATOR_Y
 
-    src = layer.source
-    assert isinstance(src, Sql) and src.rollup is not None
-    r = src.rollup
+    src, r = _parts(layer)
     conds = ["t.level = :level", "t.key BETWEEN :key0 AND :key1", "t.n <> 0"]
     params: dict[str, Any] = {"level": level, "key0": key0, "key1": key1}
     for name, vals in values.items():
@@ -219,9 +222,7 @@ def tile_sql(layer: Layer, level: int, key0: int, key1: int, values: dict[str, A
 
 def _cells_select(layer: Layer, rows: str, sign: int) -> str:
     """The cells of the rows of ``rows`` (a table or transition table), signed, grouped."""
-    src = layer.source
-    assert isinstance(src, Sql) and src.rollup is not None
-    r = src.rollup
+    src, r = _parts(layer)
     dims = ", ".join(f"p.{d}" for d in r.dims)
     if r.time:
         spans = (f"(VALUES ('{SPAN_DAY}', p.__day), "
@@ -254,9 +255,7 @@ def _cells_select(layer: Layer, rows: str, sign: int) -> str:
 
 
 def _upsert(layer: Layer, rows: str, sign: int) -> str:
-    src = layer.source
-    assert isinstance(src, Sql) and src.rollup is not None
-    r = src.rollup
+    _, r = _parts(layer)
     key = ", ".join(["level", "span", "start", "key", *r.dims])
     return f"""
         INSERT INTO {r.table} AS c ({key}, n, sum_lon, sum_lat)
@@ -267,11 +266,9 @@ def _upsert(layer: Layer, rows: str, sign: int) -> str:
 
 def install_sql(layer: Layer) -> list[str]:
     """Statements creating the layer's rollup table, its triggers, and filling it."""
-    src = layer.source
-    assert isinstance(src, Sql) and src.rollup is not None
-    r = src.rollup
+    src, r = _parts(layer)
     assert max(r.levels) <= MAX_LEVEL
-    table = src.from_.split()[0]
+    table = _table(src)
     key = ", ".join(["level", "span", "start", "key", *r.dims])
     fn = f"{r.table}_keep"
     return [
@@ -311,15 +308,9 @@ def install_sql(layer: Layer) -> list[str]:
 
 
 def drop_sql(layer: Layer) -> list[str]:
-    src = layer.source
-    assert isinstance(src, Sql) and src.rollup is not None
-    r = src.rollup
-    table = src.from_.split()[0]
+    src, r = _parts(layer)
+    table = _table(src)
     return [*(f"DROP TRIGGER IF EXISTS {r.table}_{k} ON {table}"
               for k in ("ins", "upd", "del", "trunc")),
             f"DROP FUNCTION IF EXISTS {r.table}_keep()", f"DROP TABLE IF EXISTS {r.table}"]
 
-
-def rollup_of(layer: Layer) -> Rollup | None:
-    src = layer.source
-    return src.rollup if isinstance(src, Sql) else None
