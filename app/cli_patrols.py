@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from app import jsonio
 from gis._errors import GisError
 
 patrols_app = typer.Typer(help="Patrols: upload offline batches, import GPS tracks.",
@@ -154,8 +155,7 @@ def coverage_blind_spots(district: DistrictOpt = None, on: OnOpt = None,
         console.print(f"no active sites on {on or 'today'}; for the demo try --on with a day "
                       "of its activity year (e.g. the last day of last year)")
     if geojson:
-        geojson.write_text(json.dumps(blind_spots_geojson(items, only_blind=True),
-                                      ensure_ascii=False, default=str))
+        geojson.write_bytes(jsonio.dumps(blind_spots_geojson(items, only_blind=True)))
         console.print(f"written {geojson}")
 
 

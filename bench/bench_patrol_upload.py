@@ -7,7 +7,10 @@ served by uvicorn on 127.0.0.1 against it. Measured in the same run:
 * **batches**: ``POST /api/patrols/batch`` with ``--batch`` records each, until ``--records``
   are sent or ``--seconds`` have passed; records/s over the wall time;
 * **one by one** (the peer): ``POST /api/patrols`` per record for ``--single`` records;
-* **retry**: every batch sent again, which must answer ``duplicate`` for every record.
+* **retry**: every batch sent again, which must answer ``duplicate`` for every record;
+* **the tile rollup's share**: every other batch is sent with the trigger that keeps the
+  patrol tile cells (``patrol_cells``, 16 cell rows a patrol) disabled — the peer, measured
+  batch for batch beside the batches that pay it.
 
 Afterwards the rows are counted: stored = created, duplicates stored nothing. Target ≥ 1,000
 records/s with none lost.
@@ -140,14 +143,27 @@ def main() -> None:
             rng = np.random.default_rng(1)
             records = _records(rng, sites, args.records, "b")
             batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
+            # Batches alternate: the tile-rollup trigger on (as served), then off (the peer),
+            # so that both see the same machine and the same growing tables.
             sent, created, t0 = 0, 0, time.perf_counter()
-            for batch in batches:
-                if time.perf_counter() - t0 > args.seconds:
-                    break
-                r = http.post("/api/patrols/batch", json={"records": batch})
-                r.raise_for_status()
-                created += r.json()["counts"].get("created", 0)
-                sent += len(batch)
+            spent = {True: 0.0, False: 0.0}
+            done = {True: 0, False: 0}
+            with get_engine(url).connect().execution_options(
+                    isolation_level="AUTOCOMMIT") as admin:
+                for i, batch in enumerate(batches):
+                    if time.perf_counter() - t0 > args.seconds:
+                        break
+                    rollup = i % 2 == 0
+                    admin.execute(text(f"ALTER TABLE patrols {'ENABLE' if rollup else 'DISABLE'} "
+                                       "TRIGGER patrol_cells_ins"))
+                    tb = time.perf_counter()
+                    r = http.post("/api/patrols/batch", json={"records": batch})
+                    r.raise_for_status()
+                    spent[rollup] += time.perf_counter() - tb
+                    done[rollup] += len(batch)
+                    created += r.json()["counts"].get("created", 0)
+                    sent += len(batch)
+                admin.execute(text("ALTER TABLE patrols ENABLE TRIGGER patrol_cells_ins"))
             batch_s = time.perf_counter() - t0
             t1, dup = time.perf_counter(), 0
             for batch in batches[: (sent + args.batch - 1) // args.batch]:
@@ -174,6 +190,11 @@ def main() -> None:
             f"{'batch upload':<28}{sent:>9,}{batch_s:>9.2f}{rate:>11,.0f}"
             f"{rate / single_rate:>14.1f}x"
         )
+        for on, label in ((True, "  batches, rollup trigger on"),
+                          (False, "  batches, trigger off (peer)")):
+            r_ = done[on] / spent[on] if spent[on] else 0.0
+            print(f"{label:<28}{done[on]:>9,}{spent[on]:>9.2f}{r_:>11,.0f}"
+                  f"{r_ / single_rate:>14.1f}x")
         print(
             f"{'batch retry (duplicates)':<28}{sent:>9,}{retry_s:>9.2f}"
             f"{sent / retry_s:>11,.0f}{(sent / retry_s) / single_rate:>14.1f}x"

@@ -13,8 +13,11 @@ zoom around randomly drawn sites (so most hold data). Per zoom and series it pri
 and 95th percentile time of a request and the largest tile:
 
 * **patrols, 7 days**: the patrols layer as a map asks for it (its default period);
-* **patrols, 12 months**: the last 365 days of one district, as the officials' page asks for
-  them with its 12-month period (aggregated below z16; z9–z12 from the rollup's cells);
+* **patrols, 12 months**: one district's current month and the 11 whole months before it, as
+  the officials' page asks for them with its 12-month period (aggregated below z17 for a
+  period this long; z9–z12 from the rollup's day/旬/month cells, z13–z16 from its month cells);
+* **patrols, 365 days**: the last 365 days as an API client may ask: not whole months, so at
+  z13–z16 the month cells cannot answer and the tile is cut from the points;
 * **patrols, all history**: every patrol point (``since=2000-01-01``);
 * **projects**, **projects, active**: every project, and the active ones as the officials'
   page asks (aggregated below z15; z9–z14 from the rollup's cells);
@@ -318,7 +321,7 @@ def main() -> None:
     ap.add_argument("--projects", type=int, default=50_000)
     ap.add_argument("--samples", type=int, default=60, help="tiles per zoom above z12")
     ap.add_argument("--naive-max-zoom", type=int, default=12)
-    ap.add_argument("--peer-max-zoom", type=int, default=12,
+    ap.add_argument("--peer-max-zoom", type=int, default=16,
                     help="cut the 12-month patrol tiles from the points too, up to this zoom")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--keep", action="store_true", help="keep the scratch database")
@@ -359,10 +362,16 @@ def main() -> None:
                 print(f"rollup {table}: {n:,} cells, {size}")
             tiles = _tiles(session, args.samples, args.seed)
             today = session.scalar(text("SELECT (now() AT TIME ZONE 'Asia/Shanghai')::date"))
-            months12 = {"since": (today - timedelta(days=364)).isoformat(),
+            # The officials' page's "12 months": this month and the 11 before it, whole.
+            start = today.replace(day=1)
+            for _ in range(11):
+                start = (start - timedelta(days=1)).replace(day=1)
+            months12 = {"since": start.isoformat(), "until": today.isoformat(),
                         "district": DISTRICT}
+            days365 = {"since": (today - timedelta(days=364)).isoformat(), "district": DISTRICT}
             series = (("patrols, 7 days", "patrols", {}),
                       ("patrols, 12 months", "patrols", months12),
+                      ("patrols, 365 days", "patrols", days365),
                       ("patrols, all history", "patrols", {"since": "2000-01-01"}),
                       ("projects", "projects", {}),
                       ("projects, active", "projects", {"state": "active"}))

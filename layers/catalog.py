@@ -15,7 +15,9 @@ and the analyses, which are computed per request). Every SQL layer answers both 
 Point layers are **aggregated** in tiles below ``aggregate_below`` (see :data:`CELLS_PER_TILE`):
 each tile is cut into cells of equal size in Web Mercator and a cell emits one point (the mean
 of its points) with ``count``, so a low-zoom tile carries at most 64 × 64 features whatever the
-number of rows under it.
+number of rows under it. A layer with ``aggregate_long_below`` is also aggregated up to that zoom
+when the period asked for is longer than :data:`LONG_PERIOD_DAYS` (a year of patrols in a
+street-sized tile is hundreds of thousands of points, a week a few thousand).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ TILE_BUFFER = 64
 TILE_URL = "/tiles/{name}/{z}/{x}/{y}.pbf"
 GEOJSON_URL = "/api/layers/{name}"
 MAX_ZOOM = 22
+# A period longer than this (days) is "long": see Layer.aggregate_long_below.
+LONG_PERIOD_DAYS = 31
 # The loops' states (app.services.lifecycle.STATES, app.services.hazards.HAZARD_MOVES), named
 # here so that the map layers depend on the domain's words, not on its services; a test checks
 # that they stay the same.
@@ -201,6 +205,16 @@ class Rollup:
     levels: tuple[int, ...]
     dims: tuple[str, ...]
     time: str | None = None
+    # Levels from this one up keep months only (no days, no 旬): the fine cells of the long
+    # periods drawn at street zoom (see Layer.aggregate_long_below), a fraction of the rows
+    # days would take. There a period that is not whole months reads the points.
+    months_from: int | None = None
+
+    def spans_at(self, level: int) -> str:
+        """The bucket spans kept at a level: 'dxm' (day, 旬, month), 'm', or 'a' (no time)."""
+        if self.time is None:
+            return "a"
+        return "m" if self.months_from is not None and level >= self.months_from else "dxm"
 
 
 @dataclass(frozen=True)
@@ -228,6 +242,8 @@ class Layer:
     min_zoom: int = 0
     max_zoom: int = MAX_ZOOM
     aggregate_below: int | None = None
+    # Also aggregated below this zoom when the period is longer than LONG_PERIOD_DAYS.
+    aggregate_long_below: int | None = None
     geojson_cap: int = 10_000
     action: Literal["list", "analyse"] = "list"
     note: Label | None = None
@@ -243,6 +259,16 @@ class Layer:
     def filter(self, name: str) -> Filter | None:
         return next((f for f in self.filters if f.name == name), None)
 
+    def aggregated(self, z: int, long_period: bool) -> bool:
+        """Whether a tile of zoom ``z`` holds cells rather than points; ``long_period``: the
+        period asked for is longer than LONG_PERIOD_DAYS, or unbounded."""
+        if self.geometry != "point" or self.aggregate_below is None:
+            return False
+        if z < self.aggregate_below:
+            return True
+        return (long_period and self.aggregate_long_below is not None
+                and z < self.aggregate_long_below)
+
     def json(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -255,6 +281,8 @@ class Layer:
             "min_zoom": self.min_zoom,
             "max_zoom": self.max_zoom,
             "aggregate_below_zoom": self.aggregate_below if self.geometry == "point" else None,
+            "aggregate_long_below_zoom": (self.aggregate_long_below
+                                          if self.geometry == "point" else None),
             "time": ({"label": self.time_label.json(), "default_days": self.default_days}
                      if self.time_label else None),
             "filters": [f.json() for f in self.filters],
@@ -469,15 +497,17 @@ PATROLS = Layer(
     name="patrols", title=L("巡查点位", "Patrol points"), group="supervision",
     geometry="point", served_as="tiles",
     source=Sql(geom="t.location",
-               rollup=Rollup("patrol_cells", levels=tuple(range(15, 19)),
-                             dims=("street_code", "district_code"), time="patrol_on"),
+               rollup=Rollup("patrol_cells", levels=tuple(range(15, 23)),
+                             dims=("street_code", "district_code"), time="patrol_on",
+                             months_from=19),
                **_PATROL_SOURCE),  # type: ignore[arg-type]
     filters=_PATROL_FILTERS, time_label=L("巡查日期", "Patrol day"), default_days=7,
     style=Style("force", _FORCE_LEGEND, radius=3.0),
     popup=(PopupField("force", L("巡查力量", "Force")),
            PopupField("inspector_id", L("巡查人员", "Inspector")),
            PopupField("started_at", L("时间", "Time")), PopupField("grid_code", L("网格", "Grid"))),
-    link="/api/patrols/{id}", min_zoom=9, aggregate_below=16, geojson_cap=10_000, note=_WEEK,
+    link="/api/patrols/{id}", min_zoom=9, aggregate_below=16, aggregate_long_below=17,
+    geojson_cap=10_000, note=_WEEK,
 )
 
 TRACKS = Layer(
@@ -714,7 +744,9 @@ def catalogue() -> dict[str, Any]:
                                  "note": "below aggregate_below_zoom a point layer's tile holds "
                                          "one point per occupied cell (the mean of its points) "
                                          "with count and per-layer sums; at and above it, the "
-                                         "points themselves with their properties"}},
+                                         "points themselves with their properties; below "
+                                         "aggregate_long_below_zoom too when the period is "
+                                         f"longer than {LONG_PERIOD_DAYS} days"}},
         "common_params": {"bbox": "minlon,minlat,maxlon,maxlat (WGS84)",
                           "since": "YYYY-MM-DD (inclusive)", "until": "YYYY-MM-DD (inclusive)"},
     }

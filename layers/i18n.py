@@ -59,8 +59,6 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "layer.hazards": ("待整改 / 待核查隐患", "Hazards to rectify / verify"),
     "layer.route": ("今日巡查路线", "Today's patrol route"),
     # Layers drawn from vector tiles (the catalogue's served_as "tiles").
-    "tiles.gaode_hidden": ("高德底图下不显示：瓦片无法偏移到 GCJ-02",
-                           "not on the Gaode base: tiles cannot be shifted to GCJ-02"),
     "tiles.cells": ("聚合点（圆越大数量越多）", "Aggregated points (bigger: more)"),
     "tiles.cell_count": ("此处 {n} 条", "{n} here"),
     "tiles.patrols_title": ("巡查点位（所选时段）", "Patrol points (chosen period)"),

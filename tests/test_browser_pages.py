@@ -10,6 +10,7 @@ addressed to the live server is caught, answered locally and reported.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import subprocess
@@ -417,7 +418,6 @@ def test_gaode_base_draws_shifted_copies(alive_server, alive_db, page):
 
 def _tile_box(z: int, x: int, y: int) -> tuple[float, float, float, float]:
     """The WGS84 box of XYZ tile z/x/y (the slippy-map formulas)."""
-    import math
 
     def lat(row: int) -> float:
         return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / (1 << z)))))
@@ -425,9 +425,32 @@ def _tile_box(z: int, x: int, y: int) -> tuple[float, float, float, float]:
     return x / (1 << z) * 360 - 180, lat(y + 1), (x + 1) / (1 << z) * 360 - 180, lat(y)
 
 
+# Every drawn feature of the patrols' tiles at the map's zoom: its tile's key, its SVG path (in
+# the tile's own pixels, so the same whatever the tile's place), and the centre of its box on
+# the screen (map container pixels) and in world pixels (Web Mercator at the map's zoom).
+_TILE_FEATURES_JS = """() => {
+  window.xsTileFeatures = () => {
+    const map = XS.map, layer = XS.tiles.patrols.layer;
+    const m = map.getContainer().getBoundingClientRect();
+    const out = [];
+    for (const [key, tile] of Object.entries(layer._tiles)) {
+      if (tile.coords.z !== map.getZoom()) continue;
+      for (const p of tile.el.querySelectorAll('path')) {
+        const b = p.getBoundingClientRect();
+        const screen = L.point(b.x + b.width / 2 - m.x, b.y + b.height / 2 - m.y);
+        const world = map.containerPointToLayerPoint(screen).add(map.getPixelOrigin());
+        out.push({key: key, d: p.getAttribute('d'), screen: {x: screen.x, y: screen.y},
+                  world: {x: world.x, y: world.y}});
+      }
+    }
+    return out;
+  };
+}"""
+
+
 def test_official_page_draws_patrols_from_vector_tiles(alive_server, alive_db, page):
     """The patrols (served as tiles by the catalogue) come from /tiles/patrols/..., aggregated,
-    with the chosen period; the overlay toggles, and steps aside on the GCJ-02 base."""
+    with the chosen period; the overlay toggles, and follows the GCJ-02 base, shifted."""
     import mapbox_vector_tile
 
     requests: list[str] = []
@@ -504,17 +527,84 @@ def test_official_page_draws_patrols_from_vector_tiles(alive_server, alive_db, p
     assert any(f"since={since}" in r.url for r in tiles)
     assert page.problems == [] and outside == []
 
-    # On the Gaode base the tiles (WGS84) cannot follow the shift: off, greyed out, and said so.
+    # On the Gaode base the tiles (WGS84) stay on and are drawn moved by the GCJ-02 offset.
+    # The same feature: the same path (in its tile's own pixels) in the tile with the same key.
+    # Its place is measured in world pixels (Web Mercator at the map's zoom), which do not
+    # depend on where the view is (switching the base moves the view with the drawing).
+    page.wait_for_function(
+        "() => !XS.tiles.patrols.layer.isLoading()"
+        " && document.querySelectorAll('.leaflet-xsTiles-pane path').length > 0")
+    page.evaluate(_TILE_FEATURES_JS)
+    before = page.evaluate(
+        """() => {
+             const c = XS.map.getSize().divideBy(2);
+             let best = null;
+             for (const f of window.xsTileFeatures()) {
+               const d = Math.hypot(f.screen.x - c.x, f.screen.y - c.y);
+               if (!best || d < best.dist) best = Object.assign({dist: d}, f);
+             }
+             return Object.assign(best, {zoom: XS.map.getZoom()});
+           }""")
+    assert before is not None
     page.locator('.leaflet-control-layers-base label:has([data-xs-base="gaode"]) input').click()
     page.wait_for_function("() => XS.datum === 'gcj02'")
-    assert not page.evaluate("() => XS.map.hasLayer(XS.tiles.patrols.layer)")
-    assert box.is_disabled()
-    label = page.locator('.leaflet-control-layers-overlays label:has([data-xs-layer="patrols"])')
-    assert i18n.texts("zh")["tiles.gaode_hidden"] in label.inner_text()
-    page.locator('.leaflet-control-layers-base label:has([data-xs-base="none"]) input').click()
-    page.wait_for_function("() => XS.datum === 'wgs84'")
     assert page.evaluate("() => XS.map.hasLayer(XS.tiles.patrols.layer)")
     assert not box.is_disabled()
+    label = page.locator('.leaflet-control-layers-overlays label:has([data-xs-layer="patrols"])')
+    assert label.inner_text().strip() == i18n.texts("zh")["tiles.patrols_title"]
+    after = page.wait_for_function(
+        """([key, d]) => !XS.tiles.patrols.layer.isLoading()
+             && window.xsTileFeatures().find((f) => f.key === key && f.d === d)""",
+        arg=[before["key"], before["d"]], timeout=15_000).json_value()
+    assert page.evaluate("() => XS.map.getZoom()") == before["zoom"]
+    expected = page.evaluate(
+        """([x, y, z]) => {
+             const w = XS.map.unproject([x, y], z);
+             const g = XS.gcj02.wgs84ToGcj02(w.lng, w.lat);
+             const off = XS.map.project([g[1], g[0]], z).subtract(XS.map.project(w, z));
+             return [off.x, off.y];
+           }""", [before["world"]["x"], before["world"]["y"], before["zoom"]])
+    shift = (after["world"]["x"] - before["world"]["x"], after["world"]["y"] - before["world"]["y"])
+    assert math.hypot(*expected) > 10  # ~300-500 m: unshifted tiles would be far off
+    assert math.hypot(shift[0] - expected[0], shift[1] - expected[1]) < 2, (shift, expected)
+    # Hovering the shifted feature shows a tooltip at the pointer.
+    box_xy = page.locator("#map").bounding_box()
+    px, py = box_xy["x"] + after["screen"]["x"], box_xy["y"] + after["screen"]["y"]
+    page.mouse.move(px, py)
+    tooltip = page.locator(".leaflet-tooltip")
+    tooltip.wait_for(timeout=3000)
+    assert re.fullmatch(r"此处 [\d,]+ 条", tooltip.inner_text())
+    tb = tooltip.bounding_box()
+    assert abs(tb["x"] + tb["width"] / 2 - px) < 2 and 0 < py - (tb["y"] + tb["height"]) < 20
+    page.screenshot(path=str(ARTIFACTS / "official-tiles-gaode.png"))
+    page.mouse.move(box_xy["x"] + 5, box_xy["y"] + box_xy["height"] - 5)
+    # At a street zoom (the offset is hundreds of pixels) the tiles loaded still cover the view
+    # (neighbouring tiles, each moved by the offset at its own centre, may part by under a
+    # pixel: a tile counts 1 px beyond its edges).
+    page.evaluate("() => { XS.map.setZoom(17, {animate: false}); }")
+    page.wait_for_function(
+        "() => XS.tiles.patrols.layer._tileZoom === 17 && !XS.tiles.patrols.layer.isLoading()")
+    uncovered = page.evaluate(
+        """() => {
+             const layer = XS.tiles.patrols.layer;
+             const m = XS.map.getContainer().getBoundingClientRect();
+             const rects = Object.values(layer._tiles).filter((t) => t.coords.z === 17)
+               .map((t) => t.el.getBoundingClientRect());
+             const corners = [[m.left + 2, m.top + 2], [m.right - 2, m.top + 2],
+                              [m.left + 2, m.bottom - 2], [m.right - 2, m.bottom - 2]];
+             return corners.filter(([x, y]) => !rects.some(
+               (r) => r.left - 1 <= x && x <= r.right + 1 && r.top - 1 <= y && y <= r.bottom + 1));
+           }""")
+    assert uncovered == []
+    # The user's choice is kept across a change of base.
+    box.click()
+    assert not page.evaluate("() => XS.map.hasLayer(XS.tiles.patrols.layer)")
+    page.locator('.leaflet-control-layers-base label:has([data-xs-base="none"]) input').click()
+    page.wait_for_function("() => XS.datum === 'wgs84'")
+    assert not page.evaluate("() => XS.map.hasLayer(XS.tiles.patrols.layer)")
+    assert not box.is_disabled()
+    box.click()
+    assert page.evaluate("() => XS.map.hasLayer(XS.tiles.patrols.layer)")
     assert {urlparse(u).hostname for u in outside} <= {f"webrd0{i}.is.autonavi.com"
                                                         for i in range(1, 5)}
     assert page.problems == []

@@ -358,7 +358,20 @@ def _busy_tile(session, z: int) -> tuple[int, int]:
 
 
 def test_high_zoom_tiles_hold_every_point_of_the_tile(client, session):
-    for z in (16, 17, 18):
+    # z16 holds points for a period of up to a month, cells for a longer one.
+    last = _scalar(session, "SELECT max(patrol_on) FROM patrols")
+    month = {"since": (last - timedelta(days=catalog.LONG_PERIOD_DAYS - 1)).isoformat(),
+             "until": last.isoformat()}
+    x, y = _busy_tile(session, 16)
+    features = _decode(client.get(f"/tiles/patrols/16/{x}/{y}.pbf", params=month), "patrols")
+    expected = _in_tile(session, "patrols", 16, x, y, "patrol_on BETWEEN :a AND :b",
+                        a=month["since"], b=last)
+    assert len(features) == expected > 0
+    assert all("id" in f["properties"] and "count" not in f["properties"] for f in features)
+    cells = _decode(client.get(f"/tiles/patrols/16/{x}/{y}.pbf", params={"since": SINCE}),
+                    "patrols")
+    assert sum(f["properties"]["count"] for f in cells) == _in_tile(session, "patrols", 16, x, y)
+    for z in (17, 18):
         x, y = _busy_tile(session, z)
         features = _decode(client.get(f"/tiles/patrols/{z}/{x}/{y}.pbf",
                                       params={"since": SINCE}), "patrols")

@@ -149,7 +149,7 @@ def _stored_equals_recomputed(session, layer) -> None:
     cols = ", ".join(["level", "span", "start", "key", *r.dims])
     stored = session.execute(text(
         f"SELECT {cols}, n, round(sum_lon::numeric, 6), round(sum_lat::numeric, 6) "
-        f"FROM {r.table} WHERE n <> 0 ORDER BY {cols}")).all()
+        f"FROM {r.table} ORDER BY {cols}")).all()
     table = layer.source.from_.split()[0]
     fresh = session.execute(text(
         f"SELECT {cols}, n, round(sum_lon::numeric, 6), round(sum_lat::numeric, 6) FROM ("
@@ -166,6 +166,52 @@ def test_patrol_tiles_from_cells_equal_tiles_from_points(session):
                     "until": (today - timedelta(days=3)).isoformat()}):
         n += _same_tiles(session, catalog.PATROLS, params)
     assert n > 500  # the tiles held data
+
+
+def _months(today: date, n: int) -> dict[str, str]:
+    """The pages' "last n months": the current month and the n - 1 before it."""
+    start = today.replace(day=1)
+    for _ in range(n - 1):
+        start = (start - timedelta(days=1)).replace(day=1)
+    return {"since": start.isoformat(), "until": today.isoformat()}
+
+
+def test_long_periods_at_street_zoom_come_from_the_month_cells(session):
+    layer = catalog.PATROLS
+    r = layer.source.rollup
+    assert r.spans_at(19) == "m" and r.spans_at(18) == "dxm"
+    today = today_cn()
+    year = _months(today, 12)
+    # z13-z16 of a year are aggregated (z16 only because the period is long) ...
+    n = _same_tiles(session, layer, year, zooms=(13, 14, 16))
+    assert n > 300
+    q = svc.parse_query(session, layer, year, tiles=True)
+    assert layer.aggregated(16, svc.long_period(layer, q)) and not layer.aggregated(17, True)
+    # ... and read from the cells: each zoom's busiest tile comes from the month cells.
+    for z in (13, 16):
+        x, y = _busiest_tile(session, z)
+        assert svc._rollup_tile(session, layer, svc.tile_bounds(z, x, y), q, None)
+    # 100 days from a day other than the 1st are not whole months: the fine levels cannot
+    # answer, the points do, with the same tile; the coarse levels still answer.
+    since = today - timedelta(days=100)
+    odd = {"since": (since - timedelta(days=1 if since.day == 1 else 0)).isoformat()}
+    q = svc.parse_query(session, layer, odd, tiles=True)
+    x, y = _busiest_tile(session, 13)
+    assert svc._rollup_tile(session, layer, svc.tile_bounds(13, x, y), q, None) is None
+    assert _same_tiles(session, layer, odd, zooms=(13,)) > 0
+    x, y = _busiest_tile(session, 12)
+    assert svc._rollup_tile(session, layer, svc.tile_bounds(12, x, y), q, None)
+    # A week at z16 is points, with their ids.
+    week = svc.parse_query(session, layer, {}, tiles=True)
+    assert not layer.aggregated(16, svc.long_period(layer, week))
+
+
+def _busiest_tile(session, z: int) -> tuple[int, int]:
+    return tuple(session.execute(text(
+        "SELECT floor((ST_X(location) + 180) / 360 * 2 ^ :z)::int, "
+        "floor((1 - ln(tan(pi() / 4 + radians(ST_Y(location)) / 2)) / pi()) / 2 * 2 ^ :z)::int "
+        "FROM patrols WHERE district_code = :d GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1"),
+        {"z": z, "d": DISTRICT}).one())
 
 
 def test_project_tiles_from_cells_equal_tiles_from_points(session):

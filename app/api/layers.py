@@ -16,13 +16,13 @@ data changes all day, and what an account sees depends on its scope.
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
+from app import jsonio
 from app.access import allowed
 from app.api.access import Access, ListAccess, ReferenceAccess
 from app.api.deps import SessionDep
@@ -78,12 +78,16 @@ def layer_geojson(name: str, request: Request, session: SessionDep, access: List
     layer = _layer(name, access)
     try:
         query = layer_service.parse_query(session, layer, request.query_params)
-        fc = layer_service.feature_collection(session, layer, query, scope=access.scope)
+        if isinstance(layer.source, catalog.Sql):
+            body = layer_service.feature_collection_json(session, layer, query,
+                                                         scope=access.scope)
+        else:
+            body = jsonio.dumps(layer_service.feature_collection(session, layer, query,
+                                                                 scope=access.scope))
     except layer_service.LayerQueryError as exc:
         raise _unprocessable(exc) from None
     except layer_service.LayerForbidden as exc:
         raise HTTPException(403, str(exc)) from None
-    body = json.dumps(fc, ensure_ascii=False, separators=(",", ":")).encode()
     return _cached(request, body, GEOJSON_MEDIA_TYPE)
 
 

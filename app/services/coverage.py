@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app import jsonio
 from app.access import Scope
 from app.patrol_rules import PatrolRules, get_patrol_rules
 from app.services.registration import today_cn
@@ -180,7 +181,7 @@ def blind_spots(
                lp.last_patrol_on, CAST(:day AS date) - lp.last_patrol_on AS days_since_patrol,
                coalesce(vi.visits, 0) AS visits, coalesce(vi.site_days, 0) AS site_days,
                coalesce(hz.hazards, 0) AS hazards,
-               ST_AsGeoJSON(g.geom, 6)::json AS geometry
+               ST_AsGeoJSON(g.geom, 6) AS geometry
         FROM grids g
         LEFT JOIN per_grid pg ON pg.grid_code = g.code
         LEFT JOIN visits vi ON vi.grid_code = g.code
@@ -196,6 +197,7 @@ def blind_spots(
     out = []
     for r in session.execute(text(sql), params).mappings():
         item = dict(r)
+        item["geometry"] = jsonio.raw(item["geometry"])
         active = item["active_sites"]
         item["visits_per_active_site"] = round(item["visits"] / active, 2) if active else None
         item["hazards_per_visit"] = (round(item["hazards"] / item["visits"], 4)

@@ -21,8 +21,14 @@ bits, far below a tile unit).
 Statement-level triggers with transition tables keep a rollup in step with its table: an
 insert adds its rows' cells (one ``INSERT … ON CONFLICT`` per statement, grouped and sorted
 so that concurrent writers lock cells in one order), a delete subtracts them, an update does
-both, a truncate empties it. A cell brought to zero stays as a row with ``n = 0``, which the
-tile query skips. :func:`install_sql` gives the DDL (used by migration 0006 and by a later
+both, a truncate empties it. A cell brought to zero by a delete or an update is deleted in the
+same statement, so the table holds occupied cells only.
+
+The fine levels of a rollup with ``months_from`` (patrols: cells of zoom 19–22, for the tiles
+of zoom 13–16 of periods longer than a month) keep months only: days there would multiply the
+rows by the days a site is visited. A period made of whole months (the pages' "last N months"
+are: the current month with the N − 1 before it) is read from them; another period at those
+zooms reads the points. :func:`install_sql` gives the DDL (used by migration 0006 and by a later
 migration that changes a rollup: drop, then install again; it backfills from the table).
 """
 
@@ -163,6 +169,19 @@ def answers(layer: Layer, values: dict[str, Any], since: date | None, until: dat
     return True
 
 
+def days_with_data(session: Any, layer: Layer) -> tuple[date | None, date | None]:
+    """The first and last day holding any row of a dated rollup (from its coarsest level's
+    day buckets: two index probes)."""
+    from sqlalchemy import text
+
+    _, r = _parts(layer)
+    level = min(r.levels)
+    assert "d" in r.spans_at(level), f"{r.table}: its coarsest level keeps no days"
+    return session.execute(text(
+        f"SELECT min(start), max(start) FROM {r.table} "
+        f"WHERE level = :level AND span = '{SPAN_DAY}'"), {"level": level}).one()
+
+
 def check(layer: Layer) -> None:
     """The rollup's definition agrees with its layer (called by the tests for every layer)."""
     src, r = _parts(layer)
@@ -171,6 +190,7 @@ def check(layer: Layer) -> None:
         assert not missing, f"{layer.name}: cluster sum {name} needs {missing} in the rollup"
     if r.time:
         assert src.time == f"t.{r.time}", f"{layer.name}: rollup time is not the layer's time"
+        assert SPAN_DAY in r.spans_at(min(r.levels)), f"{layer.name}: no days at all"
     assert layer.aggregate_below is not None
 
 
@@ -238,6 +258,8 @@ def _cells_select(layer: Layer, rows: str, sign: int) -> str:
 
     cells = "power(2::float8, l.level)"
     levels = ", ".join(str(v) for v in r.levels)
+    keep = (f"WHERE l.level < {r.months_from} OR s.span = '{SPAN_MONTH}'"
+            if r.time and r.months_from is not None else "")
     return f"""
         SELECT l.level::smallint, s.span, s.start, {_morton_sql('c.cx', 'c.cy')} AS key,
                {dims}, ({sign} * count(*))::int AS n, {sign} * sum(p.__lon) AS sum_lon,
@@ -250,18 +272,20 @@ def _cells_select(layer: Layer, rows: str, sign: int) -> str:
         CROSS JOIN LATERAL (SELECT {_CELL_X.replace(':cells', cells)} AS cx,
                                    {_CELL_Y.replace(':cells', cells)} AS cy) c
         CROSS JOIN LATERAL {spans}
+        {keep}
         GROUP BY 1, 2, 3, 4, {', '.join(str(i) for i in range(5, 5 + len(r.dims)))}
         ORDER BY 1, 2, 3, 4, {', '.join(str(i) for i in range(5, 5 + len(r.dims)))}"""
 
 
-def _upsert(layer: Layer, rows: str, sign: int) -> str:
+def _upsert(layer: Layer, rows: str, sign: int, *, returning: bool = False) -> str:
     _, r = _parts(layer)
     key = ", ".join(["level", "span", "start", "key", *r.dims])
     return f"""
         INSERT INTO {r.table} AS c ({key}, n, sum_lon, sum_lat)
         {_cells_select(layer, rows, sign)}
         ON CONFLICT ({key}) DO UPDATE SET n = c.n + excluded.n,
-            sum_lon = c.sum_lon + excluded.sum_lon, sum_lat = c.sum_lat + excluded.sum_lat"""
+            sum_lon = c.sum_lon + excluded.sum_lon, sum_lat = c.sum_lat + excluded.sum_lat
+        {'RETURNING c.level, c.span, c.start, c.key, c.n' if returning else ''}"""
 
 
 def install_sql(layer: Layer) -> list[str]:
@@ -283,12 +307,25 @@ def install_sql(layer: Layer) -> list[str]:
         f"{table} (app/services/rollups.py)'",
         f"CREATE UNIQUE INDEX ux_{r.table} ON {r.table} ({key}) NULLS NOT DISTINCT",
         f"""CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+            DECLARE
+              levels smallint[]; spans text[]; starts date[]; keys bigint[];
             BEGIN
               IF TG_OP = 'TRUNCATE' THEN
                 TRUNCATE {r.table};
                 RETURN NULL;
               END IF;
-              IF TG_OP IN ('UPDATE', 'DELETE') THEN {_upsert(layer, 'old_rows', -1)};
+              IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                -- Subtract, then drop the cells brought to zero (the rows they were made of
+                -- are gone: an empty cell is no row, as if it had never been).
+                WITH up AS ({_upsert(layer, 'old_rows', -1, returning=True)})
+                SELECT array_agg(level), array_agg(span), array_agg(start), array_agg(key)
+                  INTO levels, spans, starts, keys FROM up WHERE n = 0;
+                IF levels IS NOT NULL THEN
+                  DELETE FROM {r.table} c
+                  USING unnest(levels, spans, starts, keys) AS z(level, span, start, key)
+                  WHERE c.level = z.level AND c.span = z.span AND c.start = z.start
+                    AND c.key = z.key AND c.n = 0;
+                END IF;
               END IF;
               IF TG_OP IN ('UPDATE', 'INSERT') THEN {_upsert(layer, 'new_rows', 1)};
               END IF;

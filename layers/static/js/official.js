@@ -160,11 +160,13 @@
   function isoDay(date) {
     return date.toISOString().slice(0, 10);
   }
+  // "The last N months": this month so far and the N - 1 whole months before it, as the
+  // monthly statistics count them. Whole months are also what the patrol tiles keep counted
+  // ahead of time at street zoom (app/services/rollups.py).
   function periodOf(months) {
     const end = new Date(boot.today + 'T12:00:00Z');
-    const start = new Date(end);
-    start.setUTCMonth(start.getUTCMonth() - Number(months));
-    start.setUTCDate(start.getUTCDate() + 1);
+    const start = new Date(Date.UTC(end.getUTCFullYear(), end.getUTCMonth() - (Number(months) - 1),
+                                    1, 12));
     return { start: isoDay(start), end: isoDay(end) };
   }
 

@@ -237,17 +237,6 @@
       bases['<span data-xs-base="' + base.name + '">' + XS.esc(base.title) + '</span>'] = layer;
     }
     XS.control = L.control.layers(bases, {}, { collapsed: narrow });
-    // Leaflet greys out an overlay outside its zooms; tile overlays are also greyed out on a
-    // GCJ-02 base, which they cannot follow (see XS.tileOverlay). Set before addTo: the
-    // control binds it to zoomend there.
-    const checkDisabled = XS.control._checkDisabledLayers;
-    XS.control._checkDisabledLayers = function () {
-      checkDisabled.call(this);
-      for (const input of this._layerControlInputs || []) {
-        const item = this._getLayer(input.layerId);
-        if (item && item.layer.xsTiles && XS.datum === 'gcj02') input.disabled = true;
-      }
-    };
     XS.control.addTo(map);
     L.control.scale({ imperial: false }).addTo(map);
     XS.legendControl = L.control({ position: 'bottomright' });
@@ -387,15 +376,40 @@
    * count: drawn as a circle sized by the count, with the count in a tooltip.
    *
    * Tiles are cut in WGS84 Web Mercator and cannot be shifted feature by feature like the
-   * GeoJSON display copies: on a GCJ-02 base (Gaode) they would lie 300-500 m off, so they
-   * are taken off the map and greyed out in the layer control, and come back on the way out.
+   * GeoJSON display copies; on a GCJ-02 base (Gaode) they would lie 300-500 m off. Instead
+   * each whole tile is moved by the GCJ-02 offset at its centre (see tileGridClass): the
+   * offset changes slowly, so every feature lands within a pixel of its shifted place. On a
+   * change of datum the tiles are laid out again (tilesForDatum); the data stay WGS84.
    */
   XS.tiles = {};
   let TileGrid = null;
   /**
-   * VectorGrid.Protobuf, with one fix for Leaflet 1.9: a tile's point is a CircleMarker with
-   * no latlng, and Leaflet 1.9 places a pointer event on a small circle at its latlng (it
-   * would throw); without getLatLng the event is placed where the pointer is.
+   * The pixel offset, at zoom z, from a WGS84 place to its GCJ-02 display copy (zero outside
+   * China). Leaflet's CRS does not know datums: both are projected as if they were WGS84.
+   */
+  function gcjOffset(map, latlng, z) {
+    const g = wgs84ToGcj02(latlng.lng, latlng.lat);
+    return map.project(L.latLng(g[1], g[0]), z).subtract(map.project(latlng, z));
+  }
+  /**
+   * VectorGrid.Protobuf, with two changes.
+   *
+   * A fix for Leaflet 1.9: a tile's point is a CircleMarker with no latlng, and Leaflet 1.9
+   * places a pointer event on a small circle at its latlng (it would throw); without getLatLng
+   * the event is placed where the pointer is. That is also what keeps tooltips right on a
+   * GCJ-02 base: e.latlng is the pointer's place on the map, wherever the tile was moved.
+   *
+   * On a GCJ-02 base each tile element is placed shifted by the GCJ-02 offset at the tile's
+   * centre (_getTilePos, called once when Leaflet adds a tile). Shifting whole tiles is
+   * accurate to a pixel: the offset (300-500 m in Shenzhen) changes by under 0.5 % of the
+   * distance moved there (under 0.85 % anywhere in China), and both the offset and the tile
+   * are measured in the same pixels, so at any zoom a 256-px tile's corners, 181 px from its
+   * centre, are at most 0.9 px from their exact shifted place (1.5 px at the worst in China);
+   * neighbouring tiles may overlap or part by as much, unseen on tiles with no background.
+   * Leaflet picks the tiles to load for the view around the map's centre
+   * (_getTiledPixelBounds): the view shows GCJ-02 places, so it has to ask for the WGS84
+   * tiles that land in it, the bounds moved back by the offset; otherwise a strip as wide as
+   * the offset (hundreds of pixels at street zooms) stays empty on one side.
    */
   function tileGridClass() {
     TileGrid = TileGrid || L.VectorGrid.Protobuf.extend({
@@ -404,6 +418,21 @@
           this, feat, pxPerExtent, layerStyle);
         layer.getLatLng = null;
         return layer;
+      },
+      _getTilePos(coords) {
+        const pos = L.GridLayer.prototype._getTilePos.call(this, coords);
+        if (XS.datum !== 'gcj02') return pos;
+        const size = this.getTileSize();
+        const centre = this._map.unproject(coords.scaleBy(size).add(size.divideBy(2)), coords.z);
+        return pos.add(gcjOffset(this._map, centre, coords.z));
+      },
+      _getTiledPixelBounds(center) {
+        const bounds = L.GridLayer.prototype._getTiledPixelBounds.call(this, center);
+        if (XS.datum !== 'gcj02') return bounds;
+        const c = L.latLng(center);  // the map's centre, a GCJ-02 place
+        const w = gcj02ToWgs84(c.lng, c.lat);
+        const offset = gcjOffset(this._map, L.latLng(w[1], w[0]), this._tileZoom);
+        return L.bounds(bounds.min.subtract(offset), bounds.max.subtract(offset));
       },
     });
     return TileGrid;
@@ -414,12 +443,8 @@
     return obj[key] || obj[(field ? field + '_' : '') + 'zh'] || '';
   }
   function tileLabel(entry) {
-    let html = '<span data-xs-layer="' + entry.name + '" data-xs-tiles="1">'
+    return '<span data-xs-layer="' + entry.name + '" data-xs-tiles="1">'
       + XS.esc(entry.def.title) + '</span>';
-    if (XS.datum === 'gcj02') {
-      html += ' <span class="xs-count">(' + XS.esc(XS.t('tiles.gaode_hidden')) + ')</span>';
-    }
-    return html;
   }
   function tileStyle(cat) {
     const st = cat.style;
@@ -474,7 +499,6 @@
       minZoom: cat.min_zoom,
       maxZoom: Math.max(cat.max_zoom, 19),
     });
-    layer.xsTiles = true;
     const tip = L.tooltip({ direction: 'top', offset: [0, -4] });
     layer.on('mouseover', (e) => {
       tip.setContent(tileTooltip(cat, e.layer.properties || {})).setLatLng(e.latlng);
@@ -482,11 +506,10 @@
     });
     layer.on('mouseout', () => XS.map.closeTooltip(tip));
     layer.on('remove', () => XS.map.closeTooltip(tip));
-    const entry = { name: name, cat: cat, def: def, layer: layer, params: params,
-                    wanted: def.show !== false };
+    const entry = { name: name, cat: cat, def: def, layer: layer, params: params };
     XS.tiles[name] = entry;
     XS.control.addOverlay(layer, tileLabel(entry));
-    if (entry.wanted && XS.datum !== 'gcj02') layer.addTo(XS.map);
+    if (def.show !== false) layer.addTo(XS.map);
     return entry;
   };
   /** New query parameters (another period, other filters): the tiles are fetched again. */
@@ -495,19 +518,14 @@
     entry.params = params;
     entry.layer.setUrl(XS.url(entry.cat.urls.tiles, params));
   };
+  /**
+   * A tile is placed once, when it is added: on a change of datum the tiles on the map are
+   * dropped and loaded again, placed for the new datum. A layer the user turned off stays off
+   * (redraw does nothing off the map); turned on again, its tiles are placed for the datum
+   * then in use.
+   */
   function tilesForDatum() {
-    for (const entry of Object.values(XS.tiles)) {
-      if (XS.datum === 'gcj02') {
-        entry.wanted = XS.map.hasLayer(entry.layer);
-        if (entry.wanted) XS.map.removeLayer(entry.layer);
-      } else if (entry.wanted && !XS.map.hasLayer(entry.layer)) {
-        entry.layer.addTo(XS.map);
-      }
-      for (const item of XS.control._layers) {
-        if (item.layer === entry.layer) item.name = tileLabel(entry);
-      }
-    }
-    if (Object.keys(XS.tiles).length) XS.control._update();
+    for (const entry of Object.values(XS.tiles)) entry.layer.redraw();
   }
 
   /** A popup or card body: rows of [label, value-HTML]. */
