@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 
+import pytest
 from sqlalchemy import text
 
 from app.services import coverage, patrols
@@ -113,3 +114,21 @@ def test_unpatrolled_api_geojson_and_uncovered(client, session):
     bad = client.get("/api/coverage/forces", params={"since": "2025-02-01",
                                                      "until": "2025-01-01"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "until"]
+
+
+def test_uncovered_areas_follow_the_territory(session):
+    """The answer is kept per territory version: closing a grid shows its land at once."""
+    before = coverage.uncovered_areas(session, district=DISTRICT, min_area_m2=50)
+    code, area = session.execute(text(
+        "SELECT code, ST_Area(geom::geography) FROM grids WHERE district_code = :d "
+        "AND valid_to IS NULL ORDER BY ST_Area(geom) DESC LIMIT 1"), {"d": DISTRICT}).one()
+    session.execute(text("UPDATE grids SET valid_to = now() WHERE code = :c AND valid_to IS NULL"),
+                    {"c": code})
+    after = coverage.uncovered_areas(session, district=DISTRICT, min_area_m2=50)
+    gained = (sum(f["properties"]["area_m2"] for f in after["features"])
+              - sum(f["properties"]["area_m2"] for f in before["features"]))
+    assert gained == pytest.approx(area, rel=0.01)
+    # The copy handed out is the caller's: changing it changes nothing kept.
+    after["features"].clear()
+    again = coverage.uncovered_areas(session, district=DISTRICT, min_area_m2=50)
+    assert again["features"]

@@ -16,6 +16,7 @@ Two ways to answer, which agree (``tests/test_coverage.py``):
 
 from __future__ import annotations
 
+import copy
 from datetime import date, timedelta
 from typing import Any
 
@@ -222,7 +223,37 @@ def blind_spots_geojson(items: list[dict[str, Any]], *, only_blind: bool = False
 
 
 def uncovered_areas(session: Session, *, district: str, min_area_m2: float = 50.0) -> dict:
-    """Parts of the district that no current grid covers ("no blind spots", 000 row 4)."""
+    """Parts of the district that no current grid covers ("no blind spots", 000 row 4).
+
+    The union of a district's thousand grids takes tens of milliseconds and changes only with
+    the territory, which is versioned (a change adds rows and closes others): the answer is
+    kept per version of the district's outline and grids (:func:`_territory_version`).
+    """
+    key = (str(session.get_bind().engine.url), district, min_area_m2,
+           _territory_version(session, district))
+    cached = _UNCOVERED.get(key)
+    if cached is None:
+        cached = _uncovered_areas(session, district, min_area_m2)
+        if len(_UNCOVERED) >= 64:
+            _UNCOVERED.pop(next(iter(_UNCOVERED)))
+        _UNCOVERED[key] = cached
+    return copy.deepcopy(cached)
+
+
+_UNCOVERED: dict[tuple, dict] = {}
+
+
+def _territory_version(session: Session, district: str) -> tuple:
+    """What changes whenever the district's outline or grids do: the newest row id, the last
+    closing time and the number of current rows of each (two index scans)."""
+    version = "row(max(id), max(valid_to), count(*) FILTER (WHERE valid_to IS NULL))::text"
+    return tuple(session.execute(text(
+        f"""SELECT (SELECT {version} FROM districts WHERE code = :d),
+                   (SELECT {version} FROM grids WHERE district_code = :d)"""),
+        {"d": district}).one())
+
+
+def _uncovered_areas(session: Session, district: str, min_area_m2: float) -> dict:
     rows = session.execute(text(
         """WITH d AS (SELECT geom FROM districts WHERE code = :d AND valid_to IS NULL),
                 g AS (SELECT ST_Union(geom) AS geom FROM grids
