@@ -23,9 +23,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -41,14 +38,9 @@ sys.path.insert(0, str(ROOT))
 from app.db import get_engine, session_factory  # noqa: E402
 from app.dbsetup import drop_database, init_database  # noqa: E402
 from app.services.demo import load_demo  # noqa: E402
+from bench._serve import admin_token, serve  # noqa: E402
 
 BASE = "postgresql+psycopg://xiaosan:xiaosan@127.0.0.1:5432/"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _sites(session, n: int) -> np.ndarray:
@@ -114,32 +106,10 @@ def main() -> None:
             load_demo(session)
             sites = _sites(session, args.sites)
             session.commit()
-        port = _port()
-        env = dict(os.environ, DATABASE_URL=url)
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "app.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=base, timeout=120) as http:
-            for _ in range(100):
-                try:
-                    http.get("/health")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.2)
+        token = admin_token(url)
+        proc, base = serve(url)
+        with httpx.Client(base_url=base, timeout=120,
+                          headers={"Authorization": f"Bearer {token}"}) as http:
             rng = np.random.default_rng(1)
             records = _records(rng, sites, args.records, "b")
             batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]

@@ -44,9 +44,7 @@ import math
 import os
 import random
 import secrets
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -62,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 from app.db import get_engine, session_factory  # noqa: E402
 from app.dbsetup import drop_database, init_database  # noqa: E402
 from app.services.demo import load_demo  # noqa: E402
+from bench._serve import admin_token, serve  # noqa: E402
 
 BASE = "postgresql+psycopg://xiaosan:xiaosan@127.0.0.1:5432/"
 DISTRICT = "440304000000"
@@ -168,44 +167,6 @@ def _build(session, n_projects: int, n_patrols: int) -> dict[str, float]:
         cur.execute("VACUUM ANALYZE projects, patrols, hazards, incidents")
     timings["vacuum"] = time.perf_counter() - t
     return timings
-
-
-def _admin_token(url: str) -> str:
-    from app.security import create_access_token, hash_password
-    from app.services.users import create_user
-
-    with session_factory(url)() as session:
-        exists = session.scalar(text("SELECT 1 FROM users WHERE username = 'bench-admin'"))
-        if not exists:
-            create_user(session, username="bench-admin", password="", role="admin",
-                        password_hash=hash_password(secrets.token_hex(16)), actor="bench")
-            session.commit()
-    return create_access_token("bench-admin", "admin")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(url: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = dict(os.environ, DATABASE_URL=url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
-         str(port), "--log-level", "warning"], cwd=ROOT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            httpx.get(f"{base}/health", timeout=1)
-            return proc, base
-        except httpx.HTTPError:
-            if proc.poll() is not None:
-                raise SystemExit("the app server exited at start") from None
-            time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("the app server did not answer within 30 s")
 
 
 def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
@@ -344,8 +305,8 @@ def main() -> None:
             print(f"build: territory {time.perf_counter() - t - sum(built.values()):.1f} s, "
                   + ", ".join(f"{k} {v:.1f} s" for k, v in built.items()))
         load = os.getloadavg()
-        token = _admin_token(url)
-        proc, base = _serve(url)
+        token = admin_token(url)
+        proc, base = serve(url)
         rows: list[tuple] = []
         with session_factory(url)() as session, httpx.Client(
                 base_url=base, headers={"Authorization": f"Bearer {token}"},
