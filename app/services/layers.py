@@ -297,8 +297,8 @@ def feature_collection_json(session: Session, layer: Layer, q: LayerQuery, *,
     src = layer.source
     assert isinstance(src, Sql)
     if src.requires and not tables_present(session, src.requires):
-        return _dumps(empty_collection(layer, q,
-                                       note="the tables of this layer do not exist yet"))
+        return jsonio.dumps(empty_collection(layer, q,
+                                             note="the tables of this layer do not exist yet"))
     conds, params = _conditions(layer, q, scope)
     if q.bbox:
         conds.append(f"{src.index_geom} && ST_MakeEnvelope(:bx0, :by0, :bx1, :by1, 4326)")
@@ -324,13 +324,9 @@ def feature_collection_json(session: Session, layer: Layer, q: LayerQuery, *,
     count, features = session.execute(text(sql), params).one()
     if count > layer.geojson_cap:
         raise _too_many(layer, layer.geojson_cap)
-    head = _dumps({"type": "FeatureCollection", "layer": layer.name, "count": count,
-                   "filters": q.describe()})
+    head = jsonio.dumps({"type": "FeatureCollection", "layer": layer.name, "count": count,
+                         "filters": q.describe()})
     return head[:-1] + b',"features":[' + features.encode() + b"]}"
-
-
-def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _link_sql(template: str | None) -> str:
@@ -710,6 +706,7 @@ def _bands(fc: dict[str, Any]) -> None:
 
 def _in_bbox(features: list[dict[str, Any]], bbox: tuple[float, float, float, float]) -> list:
     box = shapely.box(*bbox)
+
     def shape(g: Any) -> Any:
         return shapely.from_geojson(g.text if isinstance(g, jsonio.RawJSON) else json.dumps(g))
 
