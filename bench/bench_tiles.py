@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 from app.db import get_engine, session_factory  # noqa: E402
 from app.dbsetup import drop_database, init_database  # noqa: E402
 from app.services.demo import load_demo  # noqa: E402
+from app.services.patrols import recompute_visit_summary  # noqa: E402
 from bench._serve import admin_token, serve  # noqa: E402
 
 BASE = "postgresql+psycopg://xiaosan:xiaosan@127.0.0.1:5432/"
@@ -139,6 +140,9 @@ def _build(session, n_projects: int, n_patrols: int) -> dict[str, float]:
          "nf": len(FORCES)})
     timings["patrols"] = time.perf_counter() - t
     t = time.perf_counter()
+    _visits(session)
+    timings["visits+summary"] = time.perf_counter() - t
+    t = time.perf_counter()
     session.execute(text(
         """INSERT INTO hazards (district_code, project_id, patrol_id, location, street_code,
                                 community_code, grid_code, hazard_type, severity, found_on,
@@ -164,9 +168,26 @@ def _build(session, n_projects: int, n_patrols: int) -> dict[str, float]:
     conn = session.connection().connection.driver_connection
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("VACUUM ANALYZE projects, patrols, hazards, incidents")
+        cur.execute("VACUUM ANALYZE")
     timings["vacuum"] = time.perf_counter() - t
     return timings
+
+
+def _visits(session) -> None:
+    """Every patrol is a visit to the site it was drawn at (its ``client_id`` names it), as the
+    upload's matching would record it; then the per-project summary, rebuilt."""
+    session.execute(text(
+        """INSERT INTO patrol_visits (district_code, patrol_id, project_id, force, visited_on,
+                                      arrived_at, how, distance_m)
+           SELECT pa.district_code, pa.id, p.id, pa.force, pa.patrol_on, pa.started_at,
+                  'nearby', 15
+           FROM patrols pa
+           JOIN projects p ON p.reg_no = 'BT' || (1 + (substr(pa.client_id, 3)::bigint
+                                                       * 2654435761) % :ns)
+           WHERE pa.source = 'bench'
+           ORDER BY pa.id"""), {"ns": session.scalar(text(
+               "SELECT count(*) FROM projects WHERE source = 'bench'"))})
+    recompute_visit_summary(session)
 
 
 def _tile_of(lon: float, lat: float, z: int) -> tuple[int, int]:
@@ -275,7 +296,54 @@ def _geojson_series(client: httpx.Client, session,
         scope = "district bbox" if params.get("bbox") == bbox else (
             "one grid's bbox" if params.get("bbox") else "district")
         rows.append((name, f"{scope}; {label}", first, med, p95, size, counts))
+        if name == "blind_spots":
+            rows.append(_blind_spots_peer(session, samples))
     return rows
+
+
+# The peer of the blind spots' effort per grid: the visits of the window counted, and the last
+# patrol probed, straight from patrol_visits and patrols (as before grid_days kept them), with
+# the same per-grid site counts; the SQL alone, no HTTP.
+BLIND_PEER = """
+    WITH per_grid AS (
+        SELECT p.grid_code, count(*) AS active_sites,
+               count(*) FILTER (WHERE coalesce(s.last_visit_on, p.started_on, p.briefed_on,
+                   p.accepted_on, p.submitted_on) < CAST(:day AS date)
+                   - CASE WHEN p.high_risk THEN 3 ELSE 7 END) AS overdue_sites
+        FROM projects p LEFT JOIN project_visit_summary s ON s.project_id = p.id
+        WHERE p.state = ANY(:active) AND p.district_code = :d GROUP BY p.grid_code),
+    visits AS (
+        SELECT p.grid_code, count(*) AS visits,
+               count(DISTINCT (v.project_id, v.visited_on)) AS site_days
+        FROM patrol_visits v JOIN projects p ON p.id = v.project_id
+        WHERE v.district_code = :d AND v.visited_on BETWEEN :since AND :day
+        GROUP BY p.grid_code)
+    SELECT g.code, pg.active_sites, pg.overdue_sites, vi.visits, vi.site_days, lp.last_patrol_on,
+           ST_AsGeoJSON(g.geom, 6)
+    FROM grids g
+    LEFT JOIN per_grid pg ON pg.grid_code = g.code
+    LEFT JOIN visits vi ON vi.grid_code = g.code
+    LEFT JOIN LATERAL (
+        SELECT patrol_on AS last_patrol_on FROM patrols
+        WHERE grid_code = g.code AND patrol_on <= :day
+        ORDER BY patrol_on DESC LIMIT 1) lp ON true
+    WHERE g.valid_to IS NULL AND g.district_code = :d"""
+
+
+def _blind_spots_peer(session, samples: int) -> tuple:
+    from app.patrol_rules import get_patrol_rules
+    from app.services.registration import today_cn
+
+    day = today_cn()
+    params = {"d": DISTRICT, "day": day, "since": day - timedelta(days=29),
+              "active": list(get_patrol_rules().active_states)}
+    times, n = [], 0
+    for _ in range(samples + 1):
+        t = time.perf_counter()
+        n = len(session.execute(text(BLIND_PEER), params).all())
+        times.append((time.perf_counter() - t) * 1000)
+    med, p95, _, _ = _stats(times[1:], [0])
+    return ("  peer", "from the visits (SQL only)", times[0], med, p95, 0, n)
 
 
 def main() -> None:

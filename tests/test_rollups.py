@@ -191,16 +191,40 @@ def test_long_periods_at_street_zoom_come_from_the_month_cells(session):
     for z in (13, 16):
         x, y = _busiest_tile(session, z)
         assert svc._rollup_tile(session, layer, svc.tile_bounds(z, x, y), q, None)
-    # 100 days from a day other than the 1st are not whole months: the fine levels cannot
-    # answer, the points do, with the same tile; the coarse levels still answer.
+    # 100 days from a day other than the 1st are not whole months: at the fine levels the
+    # whole months come from the cells and the days before them from their points, added
+    # cell by cell; the same tile as from the points alone.
     since = today - timedelta(days=100)
     odd = {"since": (since - timedelta(days=1 if since.day == 1 else 0)).isoformat()}
     q = svc.parse_query(session, layer, odd, tiles=True)
+    first, last = rollups.days_with_data(session, layer)
+    edges = rollups.missing_days(rollups.buckets(q.since, q.until, first, last), 20, r)
+    assert edges == [(q.since, rollups._month_end(q.since))]
+    for z in (12, 13):
+        x, y = _busiest_tile(session, z)
+        assert svc._rollup_tile(session, layer, svc.tile_bounds(z, x, y), q, None)
+    assert _same_tiles(session, layer, odd, zooms=(13, 14, 16)) > 100
+    # Both ends mid-month, whole months between them: two runs of days from the points.
+    start = date.fromisoformat(_months(today, 5)["since"]) + timedelta(days=4)
+    end = today.replace(day=1) - timedelta(days=20)
+    both = {"since": start.isoformat(), "until": end.isoformat()}
+    q = svc.parse_query(session, layer, both, tiles=True)
+    assert len(rollups.missing_days(rollups.buckets(q.since, q.until, first, last), 20, r)) == 2
+    assert _same_tiles(session, layer, both, zooms=(13, 15)) > 50
+    # Within a street account's scope, the cells and the points alike.
+    street = session.scalar(text(
+        "SELECT street_code FROM patrols WHERE district_code = :d GROUP BY 1 "
+        "ORDER BY count(*) DESC LIMIT 1"), {"d": DISTRICT})
+    scope = Scope.of_account(role="street_official", scope_code=street, estate_ids=None,
+                             inspector_code=None, username="s")
+    assert _same_tiles(session, layer, both, zooms=(14,), scope=scope) > 0
+    # Less than a whole month at a fine level: the points answer.
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    short = {"since": last_month.replace(day=2).isoformat(),
+             "until": last_month.replace(day=25).isoformat()}
+    q = svc.parse_query(session, layer, short, tiles=True)
     x, y = _busiest_tile(session, 13)
     assert svc._rollup_tile(session, layer, svc.tile_bounds(13, x, y), q, None) is None
-    assert _same_tiles(session, layer, odd, zooms=(13,)) > 0
-    x, y = _busiest_tile(session, 12)
-    assert svc._rollup_tile(session, layer, svc.tile_bounds(12, x, y), q, None)
     # A week at z16 is points, with their ids.
     week = svc.parse_query(session, layer, {}, tiles=True)
     assert not layer.aggregated(16, svc.long_period(layer, week))

@@ -104,7 +104,10 @@ class Project(Base):
 
     __table_args__ = (
         Index("ix_projects_site", "site", postgresql_using="gist"),
-        Index("ix_projects_district_code_state", "district_code", "state"),
+        # Covering: blind spots count active and overdue sites per grid from the index alone.
+        Index("ix_projects_district_code_state", "district_code", "state",
+              postgresql_include=["grid_code", "high_risk", "started_on", "briefed_on",
+                                  "accepted_on", "submitted_on", "id"]),
         Index("ix_projects_street_code", "street_code"),
         Index("ix_projects_community_code", "community_code"),
         Index("ix_projects_grid_code", "grid_code"),

@@ -165,12 +165,12 @@ def blind_spots(
                        - CASE WHEN p.high_risk THEN :due_high ELSE :due_other END) AS overdue_sites,
                    count(*) FILTER (WHERE p.high_risk) AS high_risk_sites
             FROM a p GROUP BY p.grid_code),
-        visits AS (
-            SELECT p.grid_code, count(*) AS visits,
-                   count(DISTINCT (v.project_id, v.visited_on)) AS site_days
-            FROM patrol_visits v JOIN projects p ON p.id = v.project_id
-            WHERE v.district_code = :district_code AND v.visited_on BETWEEN :since AND :day
-            GROUP BY p.grid_code),
+        effort AS (
+            SELECT grid_code, sum(visits) AS visits, sum(site_days) AS site_days,
+                   max(day) FILTER (WHERE patrols > 0) AS last_patrol_on
+            FROM grid_days
+            WHERE district_code = :district_code AND day BETWEEN :since AND :day
+            GROUP BY grid_code),
         hz AS (
             SELECT grid_code, count(*) AS hazards FROM hazards
             WHERE district_code = :district_code AND found_on BETWEEN :since AND :day
@@ -180,25 +180,25 @@ def blind_spots(
                coalesce(pg.overdue_sites, 0) AS overdue_sites,
                coalesce(pg.high_risk_sites, 0) AS high_risk_sites,
                lp.last_patrol_on, CAST(:day AS date) - lp.last_patrol_on AS days_since_patrol,
-               coalesce(vi.visits, 0) AS visits, coalesce(vi.site_days, 0) AS site_days,
-               coalesce(hz.hazards, 0) AS hazards,
-               ST_AsGeoJSON(g.geom, 6) AS geometry
+               coalesce(ef.visits, 0)::int AS visits, coalesce(ef.site_days, 0)::int AS site_days,
+               coalesce(hz.hazards, 0) AS hazards
         FROM grids g
         LEFT JOIN per_grid pg ON pg.grid_code = g.code
-        LEFT JOIN visits vi ON vi.grid_code = g.code
+        LEFT JOIN effort ef ON ef.grid_code = g.code
         LEFT JOIN hz ON hz.grid_code = g.code
-        LEFT JOIN LATERAL (
-            SELECT patrol_on AS last_patrol_on FROM patrols
-            WHERE grid_code = g.code AND patrol_on <= :day
-            ORDER BY patrol_on DESC LIMIT 1) lp ON true
+        -- The last patrol: in the window from its days, else (rarely) the grid's newest before.
+        CROSS JOIN LATERAL (SELECT coalesce(ef.last_patrol_on, (
+            SELECT patrol_on FROM patrols WHERE grid_code = g.code AND patrol_on <= :day
+            ORDER BY patrol_on DESC LIMIT 1)) AS last_patrol_on) lp
         WHERE g.valid_to IS NULL AND g.district_code = :district_code AND {grid_scope}
         ORDER BY coalesce(pg.overdue_sites, 0) DESC, coalesce(pg.active_sites, 0) DESC, g.code"""
     params.update(active=list(rules.active_states), on=day, day=day, since=since,
                   due_high=rules.due_days_high_risk, due_other=rules.due_days_other)
+    outlines = grid_outlines(session, district)
     out = []
     for r in session.execute(text(sql), params).mappings():
         item = dict(r)
-        item["geometry"] = jsonio.raw(item["geometry"])
+        item["geometry"] = outlines.get(item["grid_code"])
         active = item["active_sites"]
         item["visits_per_active_site"] = round(item["visits"] / active, 2) if active else None
         item["hazards_per_visit"] = (round(item["hazards"] / item["visits"], 4)
@@ -241,6 +241,24 @@ def uncovered_areas(session: Session, *, district: str, min_area_m2: float = 50.
 
 
 _UNCOVERED: dict[tuple, dict] = {}
+
+
+def grid_outlines(session: Session, district: str) -> dict[str, jsonio.RawJSON]:
+    """The GeoJSON geometry (6 decimals) of each current grid of the district, by code: kept
+    per territory version, as the outlines change only with it."""
+    key = (str(session.get_bind().engine.url), district, _territory_version(session, district))
+    cached = _OUTLINES.get(key)
+    if cached is None:
+        cached = {code: jsonio.RawJSON(gj) for code, gj in session.execute(text(
+            """SELECT code, ST_AsGeoJSON(geom, 6) FROM grids
+               WHERE district_code = :d AND valid_to IS NULL"""), {"d": district})}
+        if len(_OUTLINES) >= 16:
+            _OUTLINES.pop(next(iter(_OUTLINES)))
+        _OUTLINES[key] = cached
+    return cached
+
+
+_OUTLINES: dict[tuple, dict[str, jsonio.RawJSON]] = {}
 
 
 def _territory_version(session: Session, district: str) -> tuple:

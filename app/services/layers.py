@@ -30,7 +30,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -429,27 +429,43 @@ def tile(session: Session, layer: Layer, z: int, x: int, y: int, q: LayerQuery, 
     conds, params = _conditions(layer, q, scope)
     params.update(layer=layer.name, extent=TILE_EXTENT, mx0=bounds.mx0, my0=bounds.my0,
                   mx1=bounds.mx1, my1=bounds.my1)
-    near, period_only = _period_index(session, layer, bounds, q)
-    if near:
-        conds.append(f"{src.district} = ANY(:near_districts)")
-        params["near_districts"] = near
     if layer.geometry == "point":
-        lon0, lat0, lon1, lat1 = bounds.lonlat()
-        eps = 1e-9  # the exact test is on the cell; the box only prefilters
-        if not period_only:
-            conds.append(f"{src.index_geom} && "
-                         "ST_MakeEnvelope(:lon0, :lat0, :lon1, :lat1, 4326)")
-            params.update(lon0=lon0 - eps, lat0=lat0 - eps, lon1=lon1 + eps, lat1=lat1 + eps)
-        shift = shift if aggregated else 0
-        params.update(cells=float(1 << (z + shift)), cx0=x << shift, cx1=((x + 1) << shift) - 1,
-                      cy0=y << shift, cy1=((y + 1) << shift) - 1)
+        _point_prefilter(session, layer, bounds, q, conds, params, aggregated=aggregated)
         sql = _point_tile_sql(layer, conds, aggregated)
     else:
+        near, _ = _period_index(session, layer, bounds, q)
+        if near:
+            conds.append(f"{src.district} = ANY(:near_districts)")
+            params["near_districts"] = near
         lon0, lat0, lon1, lat1 = bounds.lonlat(TILE_BUFFER / TILE_EXTENT)
         conds.append(f"{src.index_geom} && ST_MakeEnvelope(:lon0, :lat0, :lon1, :lat1, 4326)")
         params.update(lon0=lon0, lat0=lat0, lon1=lon1, lat1=lat1, buffer=TILE_BUFFER)
         sql = _shape_tile_sql(layer, conds)
     return _run_tile(session, sql, params)
+
+
+def _point_prefilter(session: Session, layer: Layer, bounds: TileBounds, q: LayerQuery,
+                     conds: list[str], params: dict[str, Any], *, aggregated: bool,
+                     days: int | None = None) -> None:
+    """Add to ``conds``/``params`` what finds the points of the tile: the districts near it,
+    its box (unless the period alone is the better read, see :func:`_period_index`) and its
+    cells (``:cells``, ``:cx0…:cy1``: one per tile, or the tile's CELLS_PER_TILE² when
+    ``aggregated``). ``days``: the number of days read, when not the whole period of ``q``."""
+    src = layer.source
+    assert isinstance(src, Sql)
+    near, period_only = _period_index(session, layer, bounds, q, days=days)
+    if near:
+        conds.append(f"{src.district} = ANY(:near_districts)")
+        params["near_districts"] = near
+    lon0, lat0, lon1, lat1 = bounds.lonlat()
+    eps = 1e-9  # the exact test is on the cell; the box only prefilters
+    if not period_only:
+        conds.append(f"{src.index_geom} && ST_MakeEnvelope(:lon0, :lat0, :lon1, :lat1, 4326)")
+        params.update(lon0=lon0 - eps, lat0=lat0 - eps, lon1=lon1 + eps, lat1=lat1 + eps)
+    shift = CELLS_PER_TILE.bit_length() - 1 if aggregated else 0
+    x, y, z = bounds.x, bounds.y, bounds.z
+    params.update(cells=float(1 << (z + shift)), cx0=x << shift, cx1=((x + 1) << shift) - 1,
+                  cy0=y << shift, cy1=((y + 1) << shift) - 1)
 
 
 def _run_tile(session: Session, sql: str, params: dict[str, Any]) -> bytes:
@@ -477,21 +493,46 @@ def _rollup_tile(session: Session, layer: Layer, bounds: TileBounds, q: LayerQue
     with_time = r.time is not None
     sql, params = rollups.tile_sql(layer, level, key0, key1, q.values, scope,
                                    with_time=with_time)
+    params.update(layer=layer.name, extent=TILE_EXTENT, mx0=bounds.mx0, my0=bounds.my0,
+                  mx1=bounds.mx1, my1=bounds.my1)
     if with_time:
         first, last = rollups.days_with_data(session, layer)
         chosen = rollups.buckets(q.since, q.until, first, last) if first else []
-        if not all(span in r.spans_at(level) for span, _ in chosen):
-            return None
         if not chosen:
             return b""
-        params.update(spans=[b[0] for b in chosen], starts=[b[1] for b in chosen])
-    params.update(layer=layer.name, extent=TILE_EXTENT, mx0=bounds.mx0, my0=bounds.my0,
-                  mx1=bounds.mx1, my1=bounds.my1)
+        edges = rollups.missing_days(chosen, level, r)
+        kept = [b for b in chosen if b[0] in r.spans_at(level)]
+        if not kept:
+            return None
+        if edges:
+            # Days the level keeps no bucket for (the ends of a period that is not whole
+            # months, at the levels that keep months only): counted from their points into
+            # the same cells and added to the stored ones.
+            conds, point_params = _conditions(layer, replace(q, since=None, until=None), scope)
+            src_time = src.time
+            assert src_time is not None
+            conds.append("(" + " OR ".join(
+                f"{src_time} BETWEEN :edge{i}_0 AND :edge{i}_1" for i in range(len(edges)))
+                + ")")
+            for i, (d0, d1) in enumerate(edges):
+                point_params.update({f"edge{i}_0": d0, f"edge{i}_1": d1})
+            _point_prefilter(session, layer, bounds,
+                             replace(q, since=edges[0][0], until=edges[-1][1]), conds,
+                             point_params, aggregated=True,
+                             days=sum((d1 - d0).days + 1 for d0, d1 in edges))
+            rows = _points_in_cells_sql(layer, conds, [f"t.{d} AS {d}" for d in r.dims])
+            sql, params = rollups.tile_sql(layer, level, key0, key1, q.values, scope,
+                                           with_time=with_time,
+                                           points=rollups.points_sql(layer, rows))
+            params.update(point_params)
+            params.update(layer=layer.name, extent=TILE_EXTENT, mx0=bounds.mx0,
+                          my0=bounds.my0, mx1=bounds.mx1, my1=bounds.my1)
+        params.update(spans=[b[0] for b in kept], starts=[b[1] for b in kept])
     return _run_tile(session, sql, params)
 
 
 def _period_index(session: Session, layer: Layer, bounds: TileBounds,
-                  q: LayerQuery) -> tuple[list[str], bool]:
+                  q: LayerQuery, *, days: int | None = None) -> tuple[list[str], bool]:
     """The districts near the tile, and whether to read by period alone.
 
     For a layer with a district column and a date filter, naming the districts lets the planner
@@ -529,7 +570,7 @@ def _period_index(session: Session, layer: Layer, bounds: TileBounds,
         return codes, False
     until = q.until or today_cn()
     history = max((until - min(first, q.since)).days + 1, 1)
-    period_share = ((until - q.since).days + 1) / history
+    period_share = (days or (until - q.since).days + 1) / history
     return codes, period_share < tile_share
 
 
@@ -548,10 +589,7 @@ def _point_tile_sql(layer: Layer, conds: list[str], aggregated: bool) -> str:
     else:
         carried = [f'{expr} AS "{name}"' for name, expr in src.columns.items()]
         carried += [f"{src.id} AS __fid"] if src.id else []
-    rows = (f"SELECT {', '.join([*carried, f'{src.geom} AS __g'])} FROM {src.from_} "
-            f"WHERE {' AND '.join(conds)} OFFSET 0")
-    coords = f"SELECT *, ST_X(__g) AS __lon, ST_Y(__g) AS __lat FROM ({rows}) r OFFSET 0"
-    cells = f"SELECT *, {_CELL_X} AS __cx, {_CELL_Y} AS __cy FROM ({coords}) c OFFSET 0"
+    cells = _points_in_cells_sql(layer, conds, carried)
     if aggregated:
         sums = "".join(f', (count(*) FILTER (WHERE "__s_{name}"))::int AS "{name}"'
                        for name in src.cluster_sums)
@@ -559,7 +597,6 @@ def _point_tile_sql(layer: Layer, conds: list[str], aggregated: bool) -> str:
                  f"{_MERCATOR_Y.format(lat='avg(__lat)')})")
         select = (f"SELECT count(*)::int AS count{sums}, ST_AsMVTGeom(ST_SetSRID({point}, 3857), "
                   f"{envelope}, :extent, 0, false) AS geom FROM ({cells}) k "
-                  "WHERE __cx BETWEEN :cx0 AND :cx1 AND __cy BETWEEN :cy0 AND :cy1 "
                   "GROUP BY __cx, __cy")
         mvt = "ST_AsMVT(q, :layer, :extent, 'geom')"
     else:
@@ -567,10 +604,22 @@ def _point_tile_sql(layer: Layer, conds: list[str], aggregated: bool) -> str:
         point = (f"ST_MakePoint({_MERCATOR_X.format(lon='__lon')}, "
                  f"{_MERCATOR_Y.format(lat='__lat')})")
         select = (f"SELECT {names}, ST_AsMVTGeom(ST_SetSRID({point}, 3857), {envelope}, "
-                  f":extent, 0, false) AS geom FROM ({cells}) k "
-                  "WHERE __cx BETWEEN :cx0 AND :cx1 AND __cy BETWEEN :cy0 AND :cy1")
+                  f":extent, 0, false) AS geom FROM ({cells}) k")
         mvt = "ST_AsMVT(q, :layer, :extent, 'geom'" + (", '__fid')" if src.id else ")")
     return f"SELECT {mvt} FROM ({select}) q"
+
+
+def _points_in_cells_sql(layer: Layer, conds: list[str], carried: list[str]) -> str:
+    """The rows matching ``conds`` that lie in the cells ``:cx0…:cy1`` of ``2^:cells``, with
+    the ``carried`` columns, ``__lon``, ``__lat`` and their cell ``__cx``, ``__cy``."""
+    src = layer.source
+    assert isinstance(src, Sql)
+    rows = (f"SELECT {', '.join([*carried, f'{src.geom} AS __g'])} FROM {src.from_} "
+            f"WHERE {' AND '.join(conds)} OFFSET 0")
+    coords = f"SELECT *, ST_X(__g) AS __lon, ST_Y(__g) AS __lat FROM ({rows}) r OFFSET 0"
+    cells = f"SELECT *, {_CELL_X} AS __cx, {_CELL_Y} AS __cy FROM ({coords}) c OFFSET 0"
+    return (f"SELECT * FROM ({cells}) k "
+            "WHERE __cx BETWEEN :cx0 AND :cx1 AND __cy BETWEEN :cy0 AND :cy1")
 
 
 def _shape_tile_sql(layer: Layer, conds: list[str]) -> str:

@@ -197,10 +197,16 @@ def check(layer: Layer) -> None:
 
 
 def tile_sql(layer: Layer, level: int, key0: int, key1: int, values: dict[str, Any],
-             scope: Scope | None, *, with_time: bool) -> tuple[str, dict[str, Any]]:
+             scope: Scope | None, *, with_time: bool,
+             points: str | None = None) -> tuple[str, dict[str, Any]]:
     """The tile's statement over the rollup: cells of ``level`` with keys in [key0, key1] and
     the buckets bound as ``:spans``/``:starts``; ``:mx0…:my1``, ``:extent``, ``:layer`` and
-    the Mercator formulas are the caller's (see ``app.services.layers``)."""
+    the Mercator formulas are the caller's (see ``app.services.layers``).
+
+    ``points``: a statement giving more cells of the same level and shape (``key``, the dims,
+    ``n``, ``sum_lon``, ``sum_lat``), counted from the points of days no kept bucket holds; they
+    are added to the stored ones cell by cell (:func:`points_sql`).
+    """
     from app.services.layers import _MERCATOR_X, _MERCATOR_Y
 
     src, r = _parts(layer)
@@ -225,15 +231,44 @@ def tile_sql(layer: Layer, level: int, key0: int, key1: int, values: dict[str, A
             f"FROM {r.table} t")
     if not with_time:
         conds += [f"t.span = '{SPAN_ALL}'", f"t.start = DATE '{ALL_START.isoformat()}'"]
+    cells = (f"SELECT t.key, {', '.join(f't.{d}' for d in r.dims)}, t.n, t.sum_lon, t.sum_lat "
+             f"{join} WHERE {' AND '.join(conds)}")
+    if points:
+        cells = f"{cells} UNION ALL {points}"
     return (f"""
         SELECT ST_AsMVT(q, :layer, :extent, 'geom') FROM (
           SELECT sum(t.n)::int AS count{sums},
                  ST_AsMVTGeom(ST_SetSRID({point}, 3857),
                               ST_MakeEnvelope(:mx0, :my0, :mx1, :my1, 3857), :extent, 0, false)
                    AS geom
-          {join}
-          WHERE {' AND '.join(conds)}
+          FROM ({cells}) t
           GROUP BY t.key HAVING sum(t.n) > 0) q""", params)
+
+
+def points_sql(layer: Layer, rows: str) -> str:
+    """Cells in the shape of the rollup's, counted from ``rows`` (a statement giving the
+    rollup's dims, ``__lon``, ``__lat`` and the cell ``__cx``, ``__cy`` of each point)."""
+    _, r = _parts(layer)
+    dims = ", ".join(f"p.{d}" for d in r.dims)
+    return f"""SELECT {_morton_sql('p.__cx', 'p.__cy')} AS key, {dims}, p.n, p.sum_lon, p.sum_lat
+        FROM (SELECT k.__cx, k.__cy, {', '.join(f'k.{d}' for d in r.dims)},
+                     count(*)::int AS n, sum(k.__lon) AS sum_lon, sum(k.__lat) AS sum_lat
+              FROM ({rows}) k GROUP BY k.__cx, k.__cy, {', '.join(f'k.{d}' for d in r.dims)}) p"""
+
+
+def missing_days(chosen: list[tuple[str, date]], level: int,
+                 rollup: Rollup) -> list[tuple[date, date]]:
+    """The day ranges of the buckets ``level`` does not keep, adjacent ones merged."""
+    out: list[tuple[date, date]] = []
+    for span, start in chosen:
+        if span in rollup.spans_at(level):
+            continue
+        first, last = bucket_days(span, start)
+        if out and out[-1][1] + timedelta(days=1) == first:
+            out[-1] = (out[-1][0], last)
+        else:
+            out.append((first, last))
+    return out
 
 
 # --- DDL ---------------------------------------------------------------------------------------

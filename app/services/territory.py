@@ -209,6 +209,9 @@ def import_level(
         district_code=districts[0],
         data={"inserted": len(rows), "closed": closed, "counts": report.counts()},
     )
+    # The planner's statistics of the level, fresh for the queries that join it at once (the
+    # per-grid analyses pick nested loops over a district of "one grid" otherwise).
+    session.execute(text(f"ANALYZE {model.__tablename__}"))
     log.info("imported %d %s units (closed %d)", len(rows), boundary.level, closed)
     return ImportResult(
         import_id=record.id, level=boundary.level, inserted=len(rows), closed=closed, report=report
