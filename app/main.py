@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from app import warmup
 from app.api import auth as auth_api
 from app.api import calendar as calendar_api
 from app.api import coverage as coverage_api
@@ -24,13 +27,23 @@ from app.api import rankings as rankings_api
 from app.api import stats as stats_api
 from app.api import worklist as worklist_api
 from app.api.deps import SessionDep
+from app.db import get_engine
 from app.limits import RequestLimits
 from app.services.territory import level_counts
 from layers.offline import STATIC_DIR
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+
+
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    warmup.start(get_engine())  # connections and caches, in the background (app/warmup.py)
+    yield
+
+
 app = FastAPI(
+    lifespan=_lifespan,
     title="小散工程和零星作业安全生产纳管 · Small works safety supervision",
     version="0.1.0",
     description="Territory, jurisdiction and supervision of small construction and sporadic works.",
@@ -70,4 +83,4 @@ def favicon():
 def health(session: SessionDep):
     """Liveness and what the database holds."""
     session.execute(text("SELECT 1"))
-    return {"status": "ok", "territory": level_counts(session)}
+    return {"status": "ok", "territory": level_counts(session), "warm": warmup.state()}

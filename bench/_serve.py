@@ -46,13 +46,15 @@ def serve(url: str) -> tuple[subprocess.Popen, str]:
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
          str(port), "--log-level", "warning"], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
+    for _ in range(300):
         try:
-            httpx.get(f"{base}/health", timeout=1)
-            return proc, base
+            # Ready when it answers and its warm-up (app/warmup.py) is over.
+            if httpx.get(f"{base}/health", timeout=1).json().get("warm", {}).get("done"):
+                return proc, base
+            time.sleep(0.2)
         except httpx.HTTPError:
             if proc.poll() is not None:
                 raise SystemExit("the app server exited at start") from None
             time.sleep(0.2)
     proc.terminate()
-    raise SystemExit("the app server did not answer within 30 s")
+    raise SystemExit("the app server was not ready within 60 s")

@@ -8,9 +8,10 @@ served by uvicorn on 127.0.0.1 against it. Measured in the same run:
   are sent or ``--seconds`` have passed; records/s over the wall time;
 * **one by one** (the peer): ``POST /api/patrols`` per record for ``--single`` records;
 * **retry**: every batch sent again, which must answer ``duplicate`` for every record;
-* **the tile rollup's share**: every other batch is sent with the trigger that keeps the
-  patrol tile cells (``patrol_cells``, 16 cell rows a patrol) disabled — the peer, measured
-  batch for batch beside the batches that pay it.
+* **the rollups' share**: batches take turns — as served (every trigger on), without the
+  trigger that keeps the patrol tile cells (``patrol_cells``, 16 cell rows a patrol), and
+  without any rollup trigger (also ``grid_days``'s on patrols and patrol_visits: the peer) —
+  measured batch for batch beside each other.
 
 Afterwards the rows are counted: stored = created, duplicates stored nothing. Target ≥ 1,000
 records/s with none lost.
@@ -90,6 +91,18 @@ def _records(rng, sites: np.ndarray, n: int, tag: str) -> list[dict]:
     ]
 
 
+# The batches' trigger sets: the rollup triggers each leaves off.
+_ROLLUPS = (("patrols", "patrol_cells_ins"), ("patrols", "grid_days_patrols_ins"),
+            ("patrol_visits", "grid_days_patrol_visits_ins"))
+MODES = {"as served": (), "no tile cells": _ROLLUPS[:1], "no rollups (peer)": _ROLLUPS}
+
+
+def _triggers(admin, *, off: tuple) -> None:
+    for table, trigger in _ROLLUPS:
+        state = "DISABLE" if (table, trigger) in off else "ENABLE"
+        admin.execute(text(f"ALTER TABLE {table} {state} TRIGGER {trigger}"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=30_000)
@@ -113,27 +126,26 @@ def main() -> None:
             rng = np.random.default_rng(1)
             records = _records(rng, sites, args.records, "b")
             batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
-            # Batches alternate: the tile-rollup trigger on (as served), then off (the peer),
-            # so that both see the same machine and the same growing tables.
+            # Batches take turns over the trigger sets, so that all see the same machine and
+            # the same growing tables.
             sent, created, t0 = 0, 0, time.perf_counter()
-            spent = {True: 0.0, False: 0.0}
-            done = {True: 0, False: 0}
+            spent = dict.fromkeys(MODES, 0.0)
+            done = dict.fromkeys(MODES, 0)
             with get_engine(url).connect().execution_options(
                     isolation_level="AUTOCOMMIT") as admin:
                 for i, batch in enumerate(batches):
                     if time.perf_counter() - t0 > args.seconds:
                         break
-                    rollup = i % 2 == 0
-                    admin.execute(text(f"ALTER TABLE patrols {'ENABLE' if rollup else 'DISABLE'} "
-                                       "TRIGGER patrol_cells_ins"))
+                    mode = MODES[i % len(MODES)]
+                    _triggers(admin, off=MODES[mode])
                     tb = time.perf_counter()
                     r = http.post("/api/patrols/batch", json={"records": batch})
                     r.raise_for_status()
-                    spent[rollup] += time.perf_counter() - tb
-                    done[rollup] += len(batch)
+                    spent[mode] += time.perf_counter() - tb
+                    done[mode] += len(batch)
                     created += r.json()["counts"].get("created", 0)
                     sent += len(batch)
-                admin.execute(text("ALTER TABLE patrols ENABLE TRIGGER patrol_cells_ins"))
+                _triggers(admin, off=())
             batch_s = time.perf_counter() - t0
             t1, dup = time.perf_counter(), 0
             for batch in batches[: (sent + args.batch - 1) // args.batch]:
@@ -160,10 +172,9 @@ def main() -> None:
             f"{'batch upload':<28}{sent:>9,}{batch_s:>9.2f}{rate:>11,.0f}"
             f"{rate / single_rate:>14.1f}x"
         )
-        for on, label in ((True, "  batches, rollup trigger on"),
-                          (False, "  batches, trigger off (peer)")):
-            r_ = done[on] / spent[on] if spent[on] else 0.0
-            print(f"{label:<28}{done[on]:>9,}{spent[on]:>9.2f}{r_:>11,.0f}"
+        for mode in MODES:
+            r_ = done[mode] / spent[mode] if spent[mode] else 0.0
+            print(f"{'  ' + mode:<28}{done[mode]:>9,}{spent[mode]:>9.2f}{r_:>11,.0f}"
                   f"{r_ / single_rate:>14.1f}x")
         print(
             f"{'batch retry (duplicates)':<28}{sent:>9,}{retry_s:>9.2f}"

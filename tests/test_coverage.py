@@ -132,3 +132,19 @@ def test_uncovered_areas_follow_the_territory(session):
     after["features"].clear()
     again = coverage.uncovered_areas(session, district=DISTRICT, min_area_m2=50)
     assert again["features"]
+
+
+def test_warm_up_primes_the_pool_and_keeps_the_outlines(engine):
+    from app import warmup
+
+    coverage._OUTLINES.clear()
+    coverage._UNCOVERED.clear()
+    done = warmup.warm(engine)
+    assert done["done"] and done["ms"] > 0
+    assert engine.pool.checkedin() >= engine.pool.size()  # the connections stay open
+    assert [k[1] for k in coverage._OUTLINES] == [DISTRICT]
+    assert [k[1] for k in coverage._UNCOVERED] == [DISTRICT]
+    with engine.connect() as conn:
+        grids = conn.scalar(text("SELECT count(*) FROM grids WHERE district_code = :d AND "
+                                 "valid_to IS NULL"), {"d": DISTRICT})
+    assert len(next(iter(coverage._OUTLINES.values()))) == grids

@@ -459,9 +459,9 @@ def _point_prefilter(session: Session, layer: Layer, bounds: TileBounds, q: Laye
         params["near_districts"] = near
     lon0, lat0, lon1, lat1 = bounds.lonlat()
     eps = 1e-9  # the exact test is on the cell; the box only prefilters
+    params.update(lon0=lon0 - eps, lat0=lat0 - eps, lon1=lon1 + eps, lat1=lat1 + eps)
     if not period_only:
         conds.append(f"{src.index_geom} && ST_MakeEnvelope(:lon0, :lat0, :lon1, :lat1, 4326)")
-        params.update(lon0=lon0 - eps, lat0=lat0 - eps, lon1=lon1 + eps, lat1=lat1 + eps)
     shift = CELLS_PER_TILE.bit_length() - 1 if aggregated else 0
     x, y, z = bounds.x, bounds.y, bounds.z
     params.update(cells=float(1 << (z + shift)), cx0=x << shift, cx1=((x + 1) << shift) - 1,
@@ -568,9 +568,11 @@ def _period_index(session: Session, layer: Layer, bounds: TileBounds,
                                 WHERE {src.district} = d.code) s"""), {"d": codes})
     if first is None:
         return codes, False
-    until = q.until or today_cn()
-    history = max((until - min(first, q.since)).days + 1, 1)
-    period_share = (days or (until - q.since).days + 1) / history
+    # The period's share of the rows: its days among the days of the district's history (up
+    # to today, whatever the period's end: the rows after it are in the spatial index too).
+    today = today_cn()
+    history = max((max(today, q.until or today) - min(first, q.since)).days + 1, 1)
+    period_share = (days or ((q.until or today) - q.since).days + 1) / history
     return codes, period_share < tile_share
 
 
@@ -616,8 +618,12 @@ def _points_in_cells_sql(layer: Layer, conds: list[str], carried: list[str]) -> 
     assert isinstance(src, Sql)
     rows = (f"SELECT {', '.join([*carried, f'{src.geom} AS __g'])} FROM {src.from_} "
             f"WHERE {' AND '.join(conds)} OFFSET 0")
-    coords = f"SELECT *, ST_X(__g) AS __lon, ST_Y(__g) AS __lat FROM ({rows}) r OFFSET 0"
-    cells = f"SELECT *, {_CELL_X} AS __cx, {_CELL_Y} AS __cy FROM ({coords}) c OFFSET 0"
+    # The box again on the coordinates (a comparison, where the rows were read by period
+    # alone), so that the cell formulas run only for the rows near the tile.
+    coords = (f"SELECT *, ST_X(__g) AS __lon, ST_Y(__g) AS __lat FROM ({rows}) r OFFSET 0")
+    near = ("SELECT * FROM ({coords}) n WHERE __lon BETWEEN :lon0 AND :lon1 "
+            "AND __lat BETWEEN :lat0 AND :lat1 OFFSET 0").format(coords=coords)
+    cells = f"SELECT *, {_CELL_X} AS __cx, {_CELL_Y} AS __cy FROM ({near}) c OFFSET 0"
     return (f"SELECT * FROM ({cells}) k "
             "WHERE __cx BETWEEN :cx0 AND :cx1 AND __cy BETWEEN :cy0 AND :cy1")
 
