@@ -128,7 +128,7 @@ def main() -> None:
             batches = [records[i : i + args.batch] for i in range(0, len(records), args.batch)]
             # Batches take turns over the trigger sets, so that all see the same machine and
             # the same growing tables.
-            sent, created, t0 = 0, 0, time.perf_counter()
+            sent, created, refused, t0 = 0, 0, 0, time.perf_counter()
             spent = dict.fromkeys(MODES, 0.0)
             done = dict.fromkeys(MODES, 0)
             with get_engine(url).connect().execution_options(
@@ -136,7 +136,7 @@ def main() -> None:
                 for i, batch in enumerate(batches):
                     if time.perf_counter() - t0 > args.seconds:
                         break
-                    mode = MODES[i % len(MODES)]
+                    mode = list(MODES)[i % len(MODES)]
                     _triggers(admin, off=MODES[mode])
                     tb = time.perf_counter()
                     r = http.post("/api/patrols/batch", json={"records": batch})
@@ -144,6 +144,9 @@ def main() -> None:
                     spent[mode] += time.perf_counter() - tb
                     done[mode] += len(batch)
                     created += r.json()["counts"].get("created", 0)
+                    # A record the rules refuse (a point jittered off the territory) is
+                    # answered as an error, not lost.
+                    refused += r.json()["counts"].get("error", 0)
                     sent += len(batch)
                 _triggers(admin, off=())
             batch_s = time.perf_counter() - t0
@@ -185,14 +188,15 @@ def main() -> None:
             f"{1.0:>14.1f}x"
         )
         print()
-        lost = sent - stored
+        lost = sent - refused - stored
         print(
-            f"stored {stored:,} = created {created:,}; lost {lost}; retry answered duplicate "
+            f"stored {stored:,} = created {created:,}; refused {refused} (answered, with the "
+            f"field and why); lost {lost}; retry answered duplicate "
             f"for {dup:,} of {sent:,}; single uploads stored {single_ok}/{args.single}"
         )
         print(
             f"target ≥ 1,000 records/s with none lost: "
-            f"{'met' if rate >= 1000 and lost == 0 and dup == sent else 'NOT met'}"
+            f"{'met' if rate >= 1000 and lost == 0 and dup == sent - refused else 'NOT met'}"
         )
     finally:
         if proc is not None:
