@@ -266,6 +266,9 @@ def test_official_page(alive_server, alive_db, page):
 def test_official_page_switches_to_english(alive_server, page):
     outside = _open(page, alive_server, "/map/official")
     zh_month = page.evaluate("() => XS.charts.counts.data.labels[0]")
+    # The switch reloads the page: tiles still on their way would be aborted by the test's own
+    # navigation, not failed by the app.
+    page.wait_for_load_state("networkidle")
     page.click("#xs-lang")
     page.wait_for_url(re.compile(r"lang=en"))
     page.wait_for_selector("body[data-ready='1']", timeout=30_000)
