@@ -229,33 +229,36 @@ def uncovered_areas(session: Session, *, district: str, min_area_m2: float = 50.
     the territory, which is versioned (a change adds rows and closes others): the answer is
     kept per version of the district's outline and grids (:func:`_territory_version`).
     """
-    key = (str(session.get_bind().engine.url), district, min_area_m2,
-           _territory_version(session, district))
-    cached = _UNCOVERED.get(key)
-    if cached is None:
-        cached = _uncovered_areas(session, district, min_area_m2)
-        if len(_UNCOVERED) >= 64:
-            _UNCOVERED.pop(next(iter(_UNCOVERED)))
-        _UNCOVERED[key] = cached
-    return copy.deepcopy(cached)
+    return copy.deepcopy(_kept(_UNCOVERED, session, district, min_area_m2, limit=64,
+                               compute=lambda: _uncovered_areas(session, district,
+                                                                min_area_m2)))
 
 
 _UNCOVERED: dict[tuple, dict] = {}
 
 
+def _kept(cache: dict[tuple, Any], session: Session, district: str, *key: Any, limit: int,
+          compute: Any) -> Any:
+    """``compute()`` kept in ``cache`` per database, district, ``key`` and territory version
+    (:func:`_territory_version`), the oldest entry dropped past ``limit``."""
+    full = (str(session.get_bind().engine.url), district, *key,
+            _territory_version(session, district))
+    value = cache.get(full)
+    if value is None:
+        value = compute()
+        if len(cache) >= limit:
+            cache.pop(next(iter(cache)))
+        cache[full] = value
+    return value
+
+
 def grid_outlines(session: Session, district: str) -> dict[str, jsonio.RawJSON]:
     """The GeoJSON geometry (6 decimals) of each current grid of the district, by code: kept
     per territory version, as the outlines change only with it."""
-    key = (str(session.get_bind().engine.url), district, _territory_version(session, district))
-    cached = _OUTLINES.get(key)
-    if cached is None:
-        cached = {code: jsonio.RawJSON(gj) for code, gj in session.execute(text(
+    return _kept(_OUTLINES, session, district, limit=16, compute=lambda: {
+        code: jsonio.RawJSON(gj) for code, gj in session.execute(text(
             """SELECT code, ST_AsGeoJSON(geom, 6) FROM grids
-               WHERE district_code = :d AND valid_to IS NULL"""), {"d": district})}
-        if len(_OUTLINES) >= 16:
-            _OUTLINES.pop(next(iter(_OUTLINES)))
-        _OUTLINES[key] = cached
-    return cached
+               WHERE district_code = :d AND valid_to IS NULL"""), {"d": district})})
 
 
 _OUTLINES: dict[tuple, dict[str, jsonio.RawJSON]] = {}

@@ -491,28 +491,24 @@ def _rollup_tile(session: Session, layer: Layer, bounds: TileBounds, q: LayerQue
     key0 = rollups.morton(x0, y0)
     key1 = rollups.morton(x0 + CELLS_PER_TILE - 1, y0 + CELLS_PER_TILE - 1)
     with_time = r.time is not None
-    sql, params = rollups.tile_sql(layer, level, key0, key1, q.values, scope,
-                                   with_time=with_time)
-    params.update(layer=layer.name, extent=TILE_EXTENT, mx0=bounds.mx0, my0=bounds.my0,
-                  mx1=bounds.mx1, my1=bounds.my1)
+    points, extra = None, {}
     if with_time:
         first, last = rollups.days_with_data(session, layer)
         chosen = rollups.buckets(q.since, q.until, first, last) if first else []
         if not chosen:
             return b""
-        edges = rollups.missing_days(chosen, level, r)
         kept = [b for b in chosen if b[0] in r.spans_at(level)]
         if not kept:
             return None
+        extra = {"spans": [b[0] for b in kept], "starts": [b[1] for b in kept]}
+        edges = rollups.missing_days(chosen, level, r)
         if edges:
             # Days the level keeps no bucket for (the ends of a period that is not whole
             # months, at the levels that keep months only): counted from their points into
             # the same cells and added to the stored ones.
             conds, point_params = _conditions(layer, replace(q, since=None, until=None), scope)
-            src_time = src.time
-            assert src_time is not None
             conds.append("(" + " OR ".join(
-                f"{src_time} BETWEEN :edge{i}_0 AND :edge{i}_1" for i in range(len(edges)))
+                f"{src.time} BETWEEN :edge{i}_0 AND :edge{i}_1" for i in range(len(edges)))
                 + ")")
             for i, (d0, d1) in enumerate(edges):
                 point_params.update({f"edge{i}_0": d0, f"edge{i}_1": d1})
@@ -521,13 +517,12 @@ def _rollup_tile(session: Session, layer: Layer, bounds: TileBounds, q: LayerQue
                              point_params, aggregated=True,
                              days=sum((d1 - d0).days + 1 for d0, d1 in edges))
             rows = _points_in_cells_sql(layer, conds, [f"t.{d} AS {d}" for d in r.dims])
-            sql, params = rollups.tile_sql(layer, level, key0, key1, q.values, scope,
-                                           with_time=with_time,
-                                           points=rollups.points_sql(layer, rows))
-            params.update(point_params)
-            params.update(layer=layer.name, extent=TILE_EXTENT, mx0=bounds.mx0,
-                          my0=bounds.my0, mx1=bounds.mx1, my1=bounds.my1)
-        params.update(spans=[b[0] for b in kept], starts=[b[1] for b in kept])
+            points = rollups.points_sql(layer, rows)
+            extra.update(point_params)
+    sql, params = rollups.tile_sql(layer, level, key0, key1, q.values, scope,
+                                   with_time=with_time, points=points)
+    params.update(extra, layer=layer.name, extent=TILE_EXTENT, mx0=bounds.mx0, my0=bounds.my0,
+                  mx1=bounds.mx1, my1=bounds.my1)
     return _run_tile(session, sql, params)
 
 
@@ -620,9 +615,9 @@ def _points_in_cells_sql(layer: Layer, conds: list[str], carried: list[str]) -> 
             f"WHERE {' AND '.join(conds)} OFFSET 0")
     # The box again on the coordinates (a comparison, where the rows were read by period
     # alone), so that the cell formulas run only for the rows near the tile.
-    coords = (f"SELECT *, ST_X(__g) AS __lon, ST_Y(__g) AS __lat FROM ({rows}) r OFFSET 0")
-    near = ("SELECT * FROM ({coords}) n WHERE __lon BETWEEN :lon0 AND :lon1 "
-            "AND __lat BETWEEN :lat0 AND :lat1 OFFSET 0").format(coords=coords)
+    coords = f"SELECT *, ST_X(__g) AS __lon, ST_Y(__g) AS __lat FROM ({rows}) r OFFSET 0"
+    near = (f"SELECT * FROM ({coords}) n WHERE __lon BETWEEN :lon0 AND :lon1 "
+            "AND __lat BETWEEN :lat0 AND :lat1 OFFSET 0")
     cells = f"SELECT *, {_CELL_X} AS __cx, {_CELL_Y} AS __cy FROM ({near}) c OFFSET 0"
     return (f"SELECT * FROM ({cells}) k "
             "WHERE __cx BETWEEN :cx0 AND :cx1 AND __cy BETWEEN :cy0 AND :cy1")
