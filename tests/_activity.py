@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import pytest
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -45,3 +47,20 @@ def savepoint_session(world: Connection) -> Iterator[Session]:
         s.close()
         if nested.is_active:
             nested.rollback()
+
+
+def world_fixtures(seed: int, district_code: str) -> tuple[Any, Any]:
+    """A test module's ``world`` (its :func:`activity_world`, built once) and ``session`` (a
+    savepoint in it per test) fixtures: ``world, session = world_fixtures(11, DISTRICT)``."""
+
+    @pytest.fixture(scope="module")
+    def world(engine: Engine) -> Iterator[Connection]:
+        with activity_world(engine, seed, district_code) as conn:
+            yield conn
+
+    @pytest.fixture
+    def session(world: Connection) -> Iterator[Session]:
+        with savepoint_session(world) as s:
+            yield s
+
+    return world, session

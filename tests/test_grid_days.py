@@ -13,22 +13,13 @@ from sqlalchemy import create_engine, text
 
 from app.services import coverage, grid_days
 from app.services.registration import today_cn
-from tests._activity import activity_world, savepoint_session
+from tests._activity import world_fixtures
 from tests._robust import private_database
 
 DISTRICT = "440304000000"
 
 
-@pytest.fixture(scope="module")
-def world(engine):
-    with activity_world(engine, 11, DISTRICT) as conn:
-        yield conn
-
-
-@pytest.fixture
-def session(world):
-    with savepoint_session(world) as s:
-        yield s
+world, session = world_fixtures(11, DISTRICT)
 
 
 def _row(session, grid: str, day) -> tuple:
@@ -168,15 +159,15 @@ def test_blind_spots_give_the_counts_of_the_visits(session, ago, window):
                    for v in got.values())
 
 
-def test_two_uploads_crediting_one_site_the_same_day_count_it_once(engine):
-    """Two transactions insert a visit to one site on one day, the second while the first is
-    open: the second waits for the first (the per-site lock) and sees its visit. (The patrol
-    points are there before, so nothing else makes it wait.)"""
+@pytest.fixture(scope="module")
+def committed(engine):
+    """A throwaway database with 40 active sites in one grid and a patrol point at each today,
+    committed: for the tests of what concurrent transactions and locks do."""
     with private_database(str(engine.url.render_as_string(hide_password=False)), "gd") as url:
         eng = create_engine(url)
         try:
             with eng.begin() as conn:
-                project = conn.scalar(text(
+                sites = conn.scalars(text(
                     """INSERT INTO projects (reg_no, public_id, district_code, street_code,
                            street_name, community_code, community_name, grid_code, grid_name,
                            kind, category, title, address, site, site_input_crs, builder,
@@ -185,41 +176,114 @@ def test_two_uploads_crediting_one_site_the_same_day_count_it_once(engine):
                            above_limit_reference, above_limit, high_risk, special_area,
                            reviewer_kind, reviewer_code, reviewer_name, departments, decision,
                            state, submitted_on, review_due, source, created_by)
-                       SELECT 'GD1', 'gd1', g.district_code, s.code, s.name, c.code, c.name,
-                              g.code, g.name, 'sporadic_work', 'residential_fitout', 't', 't',
-                              ST_PointOnSurface(g.geom), 'wgs84', '{}', '{}', 1, 1,
+                       SELECT 'GD' || i, 'gd' || i, g.district_code, s.code, s.name, c.code,
+                              c.name, g.code, g.name, 'sporadic_work', 'residential_fitout',
+                              't', 't', ST_PointOnSurface(g.geom), 'wgs84', '{}', '{}', 1, 1,
                               CURRENT_DATE, CURRENT_DATE + 9, '[]', false, 'online', false,
                               false, false, false, 'community_workstation', 'x', 'x', '[]',
                               '{}', 'in_progress', CURRENT_DATE, CURRENT_DATE + 3, 'test',
                               'test'
                        FROM grids g JOIN communities c ON c.code = g.parent_code
                        JOIN streets s ON s.code = c.parent_code
+                       CROSS JOIN generate_series(1, 40) AS i
                        WHERE g.valid_to IS NULL AND c.valid_to IS NULL AND s.valid_to IS NULL
-                       ORDER BY g.code LIMIT 1 RETURNING id"""))
-                day = today_cn()
-                patrols = [_patrol(conn, project, day, f) for f in ("grid_worker", "supervisor")]
-            first = eng.connect()
-            tx = first.begin()
-            _visit(first, project, day, patrol=patrols[0])
-            done = threading.Event()
-
-            def second() -> None:
-                with eng.begin() as conn:
-                    _visit(conn, project, day, force="supervisor", patrol=patrols[1])
-                done.set()
-
-            t = threading.Thread(target=second)
-            t.start()
-            time.sleep(1.0)
-            assert not done.is_set()  # waiting for the first upload's lock on the site
-            tx.commit()
-            first.close()
-            t.join(timeout=30)
-            assert done.is_set()
-            with eng.connect() as conn:
-                assert conn.execute(text(
-                    "SELECT sum(visits), sum(site_days) FROM grid_days WHERE day = :d"),
-                    {"d": day}).one() == (2, 1)
-                assert grid_days.drift(conn) == 0
+                         AND g.code = (SELECT min(code) FROM grids WHERE valid_to IS NULL)
+                       ORDER BY i RETURNING id""")).all()
+                patrols = {p: _patrol(conn, p, today_cn()) for p in sites}
+            yield eng, sites, patrols
         finally:
             eng.dispose()
+
+
+def test_two_uploads_crediting_one_site_the_same_day_count_it_once(committed):
+    """Two transactions insert a visit to one site on one day, the second while the first is
+    open: the second waits for the first (the per-site lock) and sees its visit. (The patrol
+    points are there before, so nothing else makes it wait.)"""
+    eng, sites, _ = committed
+    project, day = sites[0], today_cn()
+    with eng.begin() as conn:
+        patrols = [_patrol(conn, project, day, f) for f in ("grid_worker", "supervisor")]
+    first = eng.connect()
+    tx = first.begin()
+    _visit(first, project, day, patrol=patrols[0])
+    done = threading.Event()
+
+    def second() -> None:
+        with eng.begin() as conn:
+            _visit(conn, project, day, force="supervisor", patrol=patrols[1])
+        done.set()
+
+    t = threading.Thread(target=second)
+    t.start()
+    time.sleep(1.0)
+    assert not done.is_set()  # waiting for the first upload's lock on the site
+    tx.commit()
+    first.close()
+    t.join(timeout=30)
+    assert done.is_set()
+    with eng.connect() as conn:
+        assert conn.execute(text(
+            "SELECT sum(visits), sum(site_days) FROM grid_days WHERE day = :d"),
+            {"d": day}).one() == (2, 1)
+        assert grid_days.drift(conn) == 0
+
+
+def _locks(conn) -> tuple[int, bool]:
+    """This transaction's per-site advisory locks, and whether it holds the visits table's."""
+    return tuple(conn.execute(text(
+        """SELECT count(*) FILTER (WHERE locktype = 'advisory' AND classid = :c),
+                  coalesce(bool_or(locktype = 'relation'
+                                   AND relation = 'patrol_visits'::regclass
+                                   AND mode = 'ShareRowExclusiveLock' AND granted), false)
+           FROM pg_locks WHERE pid = pg_backend_pid()"""),
+        {"c": grid_days._LOCK_CLASS}).one())
+
+
+def test_a_bulk_write_locks_the_table_not_every_site(committed):
+    """Per-site locks up to the limit, counted over the transaction; past it one table lock, so
+    an import of visits to 50,000 sites does not exhaust the server's lock table."""
+    eng, sites, patrols = committed
+    day = today_cn()
+
+    def visits(conn, chosen: list[int]) -> None:
+        conn.execute(text(
+            """INSERT INTO patrol_visits (district_code, patrol_id, project_id, force,
+                                          visited_on, arrived_at, how, distance_m)
+               SELECT p.district_code, x.patrol, p.id, 'grid_worker', :d, now(), 'nearby', 3
+               FROM unnest(CAST(:p AS bigint[]), CAST(:pa AS bigint[])) AS x(project, patrol)
+               JOIN projects p ON p.id = x.project"""),
+            {"p": chosen, "pa": [patrols[c] for c in chosen], "d": day})
+
+    def counted(conn) -> tuple[int, int]:
+        return tuple(conn.execute(text(
+            "SELECT coalesce(sum(visits), 0), coalesce(sum(site_days), 0) FROM grid_days g "
+            "JOIN projects p ON p.grid_code = g.grid_code AND p.id = :p WHERE g.day = :d"),
+            {"p": sites[0], "d": day}).one())
+
+    conn = eng.connect()
+    tx = conn.begin()
+    try:
+        before = counted(conn)  # what other tests left (at most the first site's visits)
+        # The installed trigger: per-site locks for an upload's few sites.
+        visits(conn, sites[1:4])
+        assert _locks(conn) == (3, False)
+        conn.execute(text("DELETE FROM patrol_visits WHERE project_id = ANY(:p)"),
+                     {"p": sites[1:4]})
+        tx.rollback()
+        # The same trigger with a limit of 12, to cross it with few sites.
+        tx = conn.begin()
+        conn.execute(text(grid_days.visits_function_sql(site_lock_limit=12)))
+        visits(conn, sites[1:6])
+        assert _locks(conn) == (5, False)
+        visits(conn, sites[6:11])  # 10 sites locked in all: still one lock each
+        assert _locks(conn) == (10, False)
+        visits(conn, sites[11:40])  # 39 in all: past the limit, the table instead
+        assert _locks(conn) == (10, True)
+        conn.execute(text("DELETE FROM patrol_visits WHERE project_id = ANY(:p)"),
+                     {"p": sites[1:21]})
+        assert _locks(conn) == (10, True)  # no more per-site locks once the table is held
+        assert counted(conn) == (before[0] + 19, before[1] + 19)
+        assert grid_days.drift(conn) == 0
+    finally:
+        tx.rollback()
+        conn.close()

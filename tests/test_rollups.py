@@ -23,7 +23,7 @@ from app.services import layers as svc
 from app.services import rollups
 from app.services.registration import today_cn
 from layers import catalog
-from tests._activity import activity_world, savepoint_session
+from tests._activity import world_fixtures
 
 DISTRICT = "440304000000"
 
@@ -93,16 +93,7 @@ def test_rollup_definitions_agree_with_their_layers(layer):
 # --- against the database ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def world(engine):
-    with activity_world(engine, 11, DISTRICT) as conn:
-        yield conn
-
-
-@pytest.fixture
-def session(world):
-    with savepoint_session(world) as s:
-        yield s
+world, session = world_fixtures(11, DISTRICT)
 
 
 def _tiles(session, z: int) -> list[tuple[int, int]]:

@@ -17,7 +17,9 @@ triggers with transition tables keep it in step, in the writing transaction:
 * on ``patrol_visits``, likewise their visits; a (site, day) becomes a site-day when its first
   visit arrives and stops being one when its last goes, judged from the visits in the table
   after the statement (the trigger takes an advisory lock per site first, so two uploads
-  crediting the same site in the same day count it once: the second waits for the first);
+  crediting the same site in the same day count it once: the second waits for the first; a
+  transaction writing the visits of more than ``SITE_LOCK_LIMIT`` sites, a bulk import, locks
+  the table instead);
 * on ``projects``, a site moved to another grid takes its visits and site-days along;
 * a truncate of either table zeroes its columns.
 
@@ -32,6 +34,8 @@ from sqlalchemy.orm import Session
 
 TABLE = "grid_days"
 _LOCK_CLASS = 4_733  # the advisory-lock namespace of the per-site locks (two-int form)
+_LOCK_SETTING = "xiaosan.site_locks"  # per-site locks this transaction holds; -1: the table's
+SITE_LOCK_LIMIT = 256  # per-site locks a transaction takes before locking the table instead
 _COLUMNS = "grid_code, day, district_code, patrols, visits, site_days"
 
 
@@ -85,15 +89,64 @@ def _changes(*parts: tuple[str, int, int]) -> str:
             f"FROM ({union}) u GROUP BY project_id, day")
 
 
-def _lock(rows: str) -> str:
-    return (f"PERFORM pg_advisory_xact_lock({_LOCK_CLASS}, s.project_id) FROM "
+def _lock(rows: str, limit: int | None) -> str:
+    """PL/pgSQL serialising the statement's sites against other transactions writing them.
+
+    With ``limit``: per-site advisory locks while the transaction holds at most ``limit`` of
+    them (counted in the transaction-local setting ``xiaosan.site_locks``); past it, one lock
+    on the whole table instead (``SHARE ROW EXCLUSIVE``: it waits for the other writers of
+    visits to commit and holds off new ones until this transaction ends), so a bulk import of
+    a year of visits neither exhausts the server's lock table (``max_locks_per_transaction``
+    × connections: 6,400 by default, shared by all) nor takes a lock per site. ``None``: per
+    site always (the form of revision 0008).
+    """
+    each = (f"PERFORM pg_advisory_xact_lock({_LOCK_CLASS}, s.project_id) FROM "
             f"(SELECT DISTINCT project_id FROM {rows}) s ORDER BY s.project_id")
+    if limit is None:
+        return each
+    return f"""
+        held := coalesce(nullif(current_setting('{_LOCK_SETTING}', true), ''), '0')::int;
+        IF held >= 0 THEN
+          SELECT count(DISTINCT project_id) INTO sites FROM {rows};
+          IF held + sites > {limit} THEN
+            LOCK TABLE patrol_visits IN SHARE ROW EXCLUSIVE MODE;
+            PERFORM set_config('{_LOCK_SETTING}', '-1', true);
+          ELSE
+            {each};
+            PERFORM set_config('{_LOCK_SETTING}', (held + sites)::text, true);
+          END IF;
+        END IF"""
+
+
+def visits_function_sql(site_lock_limit: int | None = SITE_LOCK_LIMIT) -> str:
+    """The trigger function on ``patrol_visits`` (``CREATE OR REPLACE``; see :func:`_lock`)."""
+    old = ("old_rows", 1, 0)
+    new = ("new_rows", 0, 1)
+    both = "(SELECT project_id FROM old_rows UNION SELECT project_id FROM new_rows) r"
+    return f"""CREATE OR REPLACE FUNCTION {TABLE}_visits_keep() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            DECLARE grids text[]; days date[]; held int; sites int;
+            BEGIN
+              IF TG_OP = 'TRUNCATE' THEN
+                UPDATE {TABLE} SET visits = 0, site_days = 0
+                WHERE visits <> 0 OR site_days <> 0;
+                DELETE FROM {TABLE} WHERE patrols = 0 AND visits = 0 AND site_days = 0;
+              ELSIF TG_OP = 'INSERT' THEN
+                {_lock('new_rows', site_lock_limit)};
+                {_apply(_visits(_changes(new)))};
+              ELSIF TG_OP = 'DELETE' THEN
+                {_lock('old_rows', site_lock_limit)};
+                {_apply(_visits(_changes(old)))};
+              ELSE
+                {_lock(both, site_lock_limit)};
+                {_apply(_visits(_changes(old, new)))};
+              END IF;
+              RETURN NULL;
+            END $$"""
 
 
 def install_sql() -> list[str]:
     """The table, its indexes, the triggers on patrols, patrol_visits and projects, the fill."""
-    old = ("old_rows", 1, 0)
-    new = ("new_rows", 0, 1)
     moved = """
         SELECT n.id, o.grid_code AS old_grid, o.district_code AS old_district,
                n.grid_code AS new_grid, n.district_code AS new_district
@@ -129,26 +182,7 @@ def install_sql() -> list[str]:
               END IF;
               RETURN NULL;
             END $$""",
-        f"""CREATE FUNCTION {TABLE}_visits_keep() RETURNS trigger LANGUAGE plpgsql AS $$
-            DECLARE grids text[]; days date[];
-            BEGIN
-              IF TG_OP = 'TRUNCATE' THEN
-                UPDATE {TABLE} SET visits = 0, site_days = 0
-                WHERE visits <> 0 OR site_days <> 0;
-                DELETE FROM {TABLE} WHERE patrols = 0 AND visits = 0 AND site_days = 0;
-              ELSIF TG_OP = 'INSERT' THEN
-                {_lock('new_rows')};
-                {_apply(_visits(_changes(new)))};
-              ELSIF TG_OP = 'DELETE' THEN
-                {_lock('old_rows')};
-                {_apply(_visits(_changes(old)))};
-              ELSE
-                {_lock('(SELECT project_id FROM old_rows UNION SELECT project_id FROM new_rows) '
-                       'r')};
-                {_apply(_visits(_changes(old, new)))};
-              END IF;
-              RETURN NULL;
-            END $$""",
+        visits_function_sql(),
         f"""CREATE FUNCTION {TABLE}_sites_keep() RETURNS trigger LANGUAGE plpgsql AS $$
             DECLARE grids text[]; days date[];
             BEGIN
