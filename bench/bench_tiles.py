@@ -17,7 +17,8 @@ and 95th percentile time of a request and the largest tile:
   the officials' page asks for them with its 12-month period (aggregated below z17 for a
   period this long; z9–z12 from the rollup's day/旬/month cells, z13–z16 from its month cells);
 * **patrols, 365 days**: the last 365 days as an API client may ask: not whole months, so at
-  z13–z16 the month cells cannot answer and the tile is cut from the points;
+  z13–z16 the tile takes its whole months from the month cells and counts the days at its edges
+  from the points (read from the (district, day) index that carries their coordinates);
 * **patrols, all history**: every patrol point (``since=2000-01-01``);
 * **projects**, **projects, active**: every project, and the active ones as the officials'
   page asks (aggregated below z15; z9–z14 from the rollup's cells);

@@ -170,6 +170,8 @@ class Sql:
     ``district`` names the district-code column that a date-filtered tile query may also
     constrain, so that the (district, day) B-tree can answer instead of the spatial index.
     ``requires``: tables that may not exist yet; the layer is empty while any is missing.
+    ``lonlat``: stored columns holding ``geom``'s longitude and latitude, where an index on the
+    period carries them: the points near a tile are then read without the table's rows.
     """
 
     from_: str
@@ -185,6 +187,7 @@ class Sql:
     requires: tuple[str, ...] = ()
     cluster_sums: dict[str, str] = field(default_factory=dict)
     rollup: Rollup | None = None
+    lonlat: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -500,7 +503,7 @@ PATROLS = Layer(
                rollup=Rollup("patrol_cells", levels=tuple(range(15, 23)),
                              dims=("street_code", "district_code"), time="patrol_on",
                              months_from=19),
-               **_PATROL_SOURCE),  # type: ignore[arg-type]
+               lonlat=("t.lon", "t.lat"), **_PATROL_SOURCE),  # type: ignore[arg-type]
     filters=_PATROL_FILTERS, time_label=L("巡查日期", "Patrol day"), default_days=7,
     style=Style("force", _FORCE_LEGEND, radius=3.0),
     popup=(PopupField("force", L("巡查力量", "Force")),

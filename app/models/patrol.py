@@ -17,6 +17,7 @@ from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Computed,
     Date,
     DateTime,
     Float,
@@ -51,6 +52,10 @@ class Patrol(Base):
     location: Mapped[Any] = mapped_column(
         Geometry("POINT", srid=4326, spatial_index=False), nullable=False
     )
+    # The location's coordinates, stored: the (district, day) index carries them, so the
+    # aggregated tiles of a period read the points near a tile from the index alone.
+    lon: Mapped[float] = mapped_column(Float, Computed("ST_X(location)", persisted=True))
+    lat: Mapped[float] = mapped_column(Float, Computed("ST_Y(location)", persisted=True))
     track: Mapped[Any | None] = mapped_column(
         Geometry("MULTILINESTRINGM", srid=4326, spatial_index=False)
     )
@@ -75,7 +80,8 @@ class Patrol(Base):
         UniqueConstraint("inspector_id", "client_id"),
         Index("ix_patrols_location", "location", postgresql_using="gist"),
         Index("ix_patrols_track", "track", postgresql_using="gist"),
-        Index("ix_patrols_district_code_patrol_on", "district_code", "patrol_on"),
+        Index("ix_patrols_district_code_patrol_on", "district_code", "patrol_on",
+              postgresql_include=["street_code", "lon", "lat"]),
         Index("ix_patrols_grid_code_patrol_on", "grid_code", "patrol_on"),
     )
 

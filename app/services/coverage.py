@@ -215,8 +215,10 @@ def blind_spots_geojson(items: list[dict[str, Any]], *, only_blind: bool = False
     for item in items:
         if only_blind and not item["blind_spot"]:
             continue
-        props = {k: (v.isoformat() if isinstance(v, date) else v)
-                 for k, v in item.items() if k != "geometry"}
+        props = dict(item)
+        del props["geometry"]
+        if props["last_patrol_on"] is not None:  # the one date of a grid's numbers
+            props["last_patrol_on"] = props["last_patrol_on"].isoformat()
         features.append({"type": "Feature", "id": item["grid_code"],
                          "geometry": item["geometry"], "properties": props})
     return {"type": "FeatureCollection", "features": features}

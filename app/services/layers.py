@@ -25,6 +25,7 @@ Tiles are built in PostGIS with ``ST_AsMVT``/``ST_AsMVTGeom``. How they stay che
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -253,10 +254,15 @@ def _conditions(layer: Layer, q: LayerQuery, scope: Scope | None) -> tuple[list[
     return conds, params
 
 
+@functools.lru_cache(maxsize=64)
+def _link_names(template: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"{(\w+)}", template))
+
+
 def _link(template: str | None, props: dict[str, Any]) -> str | None:
     if not template:
         return None
-    names = re.findall(r"{(\w+)}", template)
+    names = _link_names(template)
     if any(props.get(n) is None for n in names):
         return None
     return template.format(**{n: props[n] for n in names})
@@ -611,13 +617,21 @@ def _points_in_cells_sql(layer: Layer, conds: list[str], carried: list[str]) -> 
     the ``carried`` columns, ``__lon``, ``__lat`` and their cell ``__cx``, ``__cy``."""
     src = layer.source
     assert isinstance(src, Sql)
-    rows = (f"SELECT {', '.join([*carried, f'{src.geom} AS __g'])} FROM {src.from_} "
-            f"WHERE {' AND '.join(conds)} OFFSET 0")
+    where = " AND ".join(conds)
     # The box again on the coordinates (a comparison, where the rows were read by period
     # alone), so that the cell formulas run only for the rows near the tile.
-    coords = f"SELECT *, ST_X(__g) AS __lon, ST_Y(__g) AS __lat FROM ({rows}) r OFFSET 0"
-    near = (f"SELECT * FROM ({coords}) n WHERE __lon BETWEEN :lon0 AND :lon1 "
-            "AND __lat BETWEEN :lat0 AND :lat1 OFFSET 0")
+    def box(lon: str, lat: str) -> str:
+        return f"{lon} BETWEEN :lon0 AND :lon1 AND {lat} BETWEEN :lat0 AND :lat1"
+
+    if src.lonlat:  # stored: an index carrying them answers without reading the table's rows
+        lon, lat = src.lonlat
+        columns = ", ".join([*carried, f"{lon} AS __lon", f"{lat} AS __lat"])
+        near = f"SELECT {columns} FROM {src.from_} WHERE {where} AND {box(lon, lat)} OFFSET 0"
+    else:
+        rows = (f"SELECT {', '.join([*carried, f'{src.geom} AS __g'])} FROM {src.from_} "
+                f"WHERE {where} OFFSET 0")
+        coords = f"SELECT *, ST_X(__g) AS __lon, ST_Y(__g) AS __lat FROM ({rows}) r OFFSET 0"
+        near = f"SELECT * FROM ({coords}) n WHERE {box('__lon', '__lat')} OFFSET 0"
     cells = f"SELECT *, {_CELL_X} AS __cx, {_CELL_Y} AS __cy FROM ({near}) c OFFSET 0"
     return (f"SELECT * FROM ({cells}) k "
             "WHERE __cx BETWEEN :cx0 AND :cx1 AND __cy BETWEEN :cy0 AND :cy1")
