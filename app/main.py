@@ -38,8 +38,12 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 @asynccontextmanager
 async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
-    warmup.start(get_engine())  # connections and caches, in the background (app/warmup.py)
-    yield
+    job = warmup.start(get_engine())  # connections and caches, in the background (app/warmup.py)
+    try:
+        yield
+    finally:
+        if job is not None:  # its connections go back to the pool before anyone disposes it
+            job.stop()
 
 
 app = FastAPI(

@@ -7,7 +7,8 @@ computed on first use and then kept per territory version. :func:`warm` opens th
 connections at once, has each load PostGIS and cut an empty tile, and fills those caches for
 every current district. It runs in a daemon thread started with the app (``XIAOSAN_WARMUP=0``
 leaves it out) and never fails the server: a database not there yet is logged and left to the
-requests, as before.
+requests, as before. The app's shutdown stops it between steps and waits for it
+(:meth:`Warmup.stop`), so no connection it holds outlives the engine's pool.
 """
 
 from __future__ import annotations
@@ -36,15 +37,26 @@ def state() -> dict[str, Any]:
     return dict(_STATE)
 
 
-def warm(engine: Engine) -> dict[str, Any]:
-    """Open ``pool_size`` connections together and prime each; fill the per-territory caches."""
+class Stopped(Exception):
+    """The server is shutting down: the warm-up gives its connections back and ends."""
+
+
+def warm(engine: Engine, stopping: threading.Event | None = None) -> dict[str, Any]:
+    """Open ``pool_size`` connections together and prime each; fill the per-territory caches.
+
+    ``stopping``, once set, ends the work at the next step (:class:`Stopped`)."""
     from app.services import coverage
+
+    def check() -> None:
+        if stopping is not None and stopping.is_set():
+            raise Stopped
 
     started = time.perf_counter()
     size = getattr(engine.pool, "size", lambda: 5)()
     conns = []
     try:
         for _ in range(size):
+            check()
             conn = engine.connect()
             conns.append(conn)
             conn.execute(text(_PRIME))
@@ -57,6 +69,7 @@ def warm(engine: Engine) -> dict[str, Any]:
         codes = session.scalars(text(
             "SELECT code FROM districts WHERE valid_to IS NULL ORDER BY code")).all()
         for code in codes:
+            check()
             coverage.grid_outlines(session, code)
             coverage.uncovered_areas(session, district=code)
             districts += 1
@@ -68,18 +81,34 @@ def warm(engine: Engine) -> dict[str, Any]:
     return state()
 
 
-def start(engine: Engine) -> threading.Thread | None:
-    """Run :func:`warm` in a daemon thread (unless ``XIAOSAN_WARMUP=0``)."""
-    if os.environ.get("XIAOSAN_WARMUP", "1") == "0":
-        return None
+class Warmup:
+    """A warm-up running in its daemon thread; :meth:`stop` ends it and waits."""
 
-    def run() -> None:
+    def __init__(self, engine: Engine) -> None:
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(engine,), name="warmup",
+                                       daemon=True)
+
+    def _run(self, engine: Engine) -> None:
         try:
-            warm(engine)
+            warm(engine, self.stopping)
+        except Stopped:
+            log.info("warm-up stopped: the server is shutting down")
         except Exception as exc:  # noqa: BLE001 - a warm-up never stops the server
             _STATE.update(done=True)
             log.warning("warm-up skipped: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
 
-    thread = threading.Thread(target=run, name="warmup", daemon=True)
-    thread.start()
-    return thread
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the warm-up to end at its next step and wait for it (a statement under way ends
+        first: each is a few milliseconds to a district's union of grids)."""
+        self.stopping.set()
+        self.thread.join(timeout)
+
+
+def start(engine: Engine) -> Warmup | None:
+    """Run :func:`warm` in a daemon thread (unless ``XIAOSAN_WARMUP=0``)."""
+    if os.environ.get("XIAOSAN_WARMUP", "1") == "0":
+        return None
+    job = Warmup(engine)
+    job.thread.start()
+    return job

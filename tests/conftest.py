@@ -24,6 +24,9 @@ REALDATA = ROOT.parent / "shared" / "realdata"
 # accepted by ``live_server`` too. ``TEST_ADMIN`` is a committed administrator account.
 os.environ.setdefault("XIAOSAN_SECRET_KEY", secrets.token_hex(32))
 TEST_ADMIN = "test-admin"
+# The in-process test clients start the app once per test: no background warm-up there (it has
+# its own tests in test_coverage.py); the servers started as processes warm up as in service.
+os.environ.setdefault("XIAOSAN_WARMUP", "0")
 
 
 @pytest.fixture(scope="session")
@@ -194,7 +197,7 @@ def live_server(db_url: str) -> Iterator[str]:
     import urllib.request
 
     port = _free_port()
-    env = dict(os.environ, DATABASE_URL=db_url)
+    env = dict(os.environ, DATABASE_URL=db_url, XIAOSAN_WARMUP="1")
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -148,3 +148,24 @@ def test_warm_up_primes_the_pool_and_keeps_the_outlines(engine):
         grids = conn.scalar(text("SELECT count(*) FROM grids WHERE district_code = :d AND "
                                  "valid_to IS NULL"), {"d": DISTRICT})
     assert len(next(iter(coverage._OUTLINES.values()))) == grids
+
+
+def test_warm_up_stops_at_shutdown_and_gives_its_connections_back(engine):
+    from app import warmup
+
+    coverage._OUTLINES.clear()
+    coverage._UNCOVERED.clear()
+    told = warmup.Warmup(engine)  # the server shuts down before the warm-up begins
+    told.stopping.set()
+    told.thread.start()
+    told.stop()
+    assert not told.thread.is_alive()
+    assert not coverage._OUTLINES and not coverage._UNCOVERED  # no step after being told
+    with pytest.raises(warmup.Stopped):
+        warmup.warm(engine, told.stopping)
+
+    running = warmup.Warmup(engine)  # and while it runs: stop waits until it has let go
+    running.thread.start()
+    running.stop()
+    assert not running.thread.is_alive()
+    assert engine.pool.checkedout() == 0
