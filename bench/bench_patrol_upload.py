@@ -9,9 +9,10 @@ served by uvicorn on 127.0.0.1 against it. Measured in the same run:
 * **one by one** (the peer): ``POST /api/patrols`` per record for ``--single`` records;
 * **retry**: every batch sent again, which must answer ``duplicate`` for every record;
 * **the rollups' share**: batches take turns — as served (every trigger on), without the
-  trigger that keeps the patrol tile cells (``patrol_cells``, 16 cell rows a patrol), and
-  without any rollup trigger (also ``grid_days``'s on patrols and patrol_visits: the peer) —
-  measured batch for batch beside each other.
+  trigger that keeps the patrol tile cells (``patrol_cells``, 16 cell rows a patrol), without
+  those keeping the sites' due bases (``grid_dues``'s on project_visit_summary), and without
+  any rollup trigger (also ``grid_days``'s on patrols and patrol_visits: the peer) — measured
+  batch for batch beside each other.
 
 Afterwards the rows are counted: stored = created, duplicates stored nothing. Target ≥ 1,000
 records/s with none lost.
@@ -92,9 +93,13 @@ def _records(rng, sites: np.ndarray, n: int, tag: str) -> list[dict]:
 
 
 # The batches' trigger sets: the rollup triggers each leaves off.
-_ROLLUPS = (("patrols", "patrol_cells_ins"), ("patrols", "grid_days_patrols_ins"),
+_ROLLUPS = (("patrols", "patrol_cells_ins"),
+            ("project_visit_summary", "grid_dues_project_visit_summary_ins"),
+            ("project_visit_summary", "grid_dues_project_visit_summary_upd"),
+            ("patrols", "grid_days_patrols_ins"),
             ("patrol_visits", "grid_days_patrol_visits_ins"))
-MODES = {"as served": (), "no tile cells": _ROLLUPS[:1], "no rollups (peer)": _ROLLUPS}
+MODES = {"as served": (), "no tile cells": _ROLLUPS[:1], "no site dues": _ROLLUPS[1:3],
+         "no rollups (peer)": _ROLLUPS}
 
 
 def _triggers(admin, *, off: tuple) -> None:

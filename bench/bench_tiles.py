@@ -298,8 +298,31 @@ def _geojson_series(client: httpx.Client, session,
             "one grid's bbox" if params.get("bbox") else "district")
         rows.append((name, f"{scope}; {label}", first, med, p95, size, counts))
         if name == "blind_spots":
+            rows.extend(_blind_spots_counts(session, samples))
             rows.append(_blind_spots_peer(session, samples))
     return rows
+
+
+def _blind_spots_counts(session, samples: int) -> list[tuple]:
+    """The blind spots in-process (no HTTP), counting each grid's active and overdue sites from
+    ``grid_dues`` (as served) and, the peer, from the active sites joined to their visit
+    summaries; taking turns, in one run."""
+    from app.services import coverage
+
+    times: dict[str, list[float]] = {"kept": [], "sites": []}
+    n = 0
+    for i in range(2 * samples + 2):
+        counts = "kept" if i % 2 == 0 else "sites"
+        t = time.perf_counter()
+        n = len(coverage.blind_spots(session, district=DISTRICT, counts=counts))
+        times[counts].append((time.perf_counter() - t) * 1000)
+    out = []
+    for counts, label in (("kept", "in-process, sites counted from grid_dues"),
+                          ("sites", "in-process, from the sites and summaries")):
+        med, p95, _, _ = _stats(times[counts][1:], [0])
+        out.append(("  service" if counts == "kept" else "  peer", label, times[counts][0],
+                    med, p95, 0, n))
+    return out
 
 
 # The peer of the blind spots' effort per grid: the visits of the window counted, and the last

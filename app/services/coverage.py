@@ -12,6 +12,10 @@ Two ways to answer, which agree (``tests/test_coverage.py``):
 - **as of a past day**: the projects active on that day by their dates, and their last visit
   on or before it from ``patrol_visits`` — for reports on a closed period and as the check of
   the summary.
+
+Blind spots now count each grid's active and overdue sites from ``grid_dues``
+(:mod:`app.services.grid_dues`: sites per grid, state, risk and due base, kept by triggers),
+which gives the numbers of the first way without joining every active site on each request.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from sqlalchemy.orm import Session
 from app import jsonio
 from app.access import Scope
 from app.patrol_rules import PatrolRules, get_patrol_rules
+from app.services import grid_dues
 from app.services.registration import today_cn
 
 # The day from which a never-visited site is due a visit.
-_DUE_FROM = "coalesce(p.started_on, p.briefed_on, p.accepted_on, p.submitted_on)"
+_DUE_FROM = grid_dues.due_from("p")
 # When a project stopped being a site (historical mode): finished, closed, expired or revoked.
 _ENDED_ON = ("LEAST(p.finished_on, p.closed_on, "
              "CASE WHEN p.state = 'expired' THEN p.valid_until END, "
@@ -135,6 +140,28 @@ def sites_geojson(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "FeatureCollection", "features": features}
 
 
+def _per_grid_sql(on: date | None, rules: PatrolRules, where: str, counts: str) -> str:
+    """The CTE ``per_grid``: active, overdue and high-risk sites per grid (see blind_spots)."""
+    overdue = ("{base} < CAST(:day AS date) "
+               "- CASE WHEN {p}high_risk THEN :due_high ELSE :due_other END")
+    if counts == "kept":
+        cond = overdue.format(base="base_on", p="")
+        return f"""per_grid AS (
+            SELECT grid_code, sum(sites) AS active_sites,
+                   coalesce(sum(sites) FILTER (WHERE {cond}), 0) AS overdue_sites,
+                   coalesce(sum(sites) FILTER (WHERE high_risk), 0) AS high_risk_sites
+            FROM {grid_dues.TABLE}
+            WHERE district_code = :district_code AND state = ANY(:active)
+            GROUP BY grid_code)"""
+    cond = overdue.format(base=f"coalesce(p.last_on, {_DUE_FROM})", p="p.")
+    return f"""a AS ({_active_sites_sql(on, rules, where)}),
+        per_grid AS (
+            SELECT p.grid_code, count(*) AS active_sites,
+                   count(*) FILTER (WHERE {cond}) AS overdue_sites,
+                   count(*) FILTER (WHERE p.high_risk) AS high_risk_sites
+            FROM a p GROUP BY p.grid_code)"""
+
+
 def blind_spots(
     session: Session,
     *,
@@ -143,14 +170,21 @@ def blind_spots(
     window_days: int = 30,
     rules: PatrolRules | None = None,
     scope: Scope | None = None,
+    counts: str | None = None,
 ) -> list[dict[str, Any]]:
     """Per grid: active sites, overdue sites, days since the last patrol, visits per active
     site and hazards per visit over ``window_days``; ``blind_spot`` where sites go unseen.
 
     ``scope`` (an account's) keeps the grids inside it; every number is per grid, so nothing
-    from outside shows.
+    from outside shows. ``counts``: where the active and overdue sites are counted from —
+    ``"kept"``, the per-grid rows of ``grid_dues`` (the default now), or ``"sites"``, the
+    active sites and their visit summaries (the default for a past day, when the sites are
+    those active then and their last visit is read from the visits).
     """
     rules = rules or get_patrol_rules()
+    counts = counts or ("kept" if _is_now(on) else "sites")
+    if counts not in ("kept", "sites") or (counts == "kept" and not _is_now(on)):
+        raise ValueError(f"counts={counts!r}: 'kept' answers for today, 'sites' for any day")
     day = on or today_cn()
     since = day - timedelta(days=window_days - 1)
     where, params = _place_filter(district, None, None, None)
@@ -158,13 +192,7 @@ def blind_spots(
         "g", codes=("code",), geom="geom")
     params.update(scope_params)
     sql = f"""
-        WITH a AS ({_active_sites_sql(on, rules, where)}),
-        per_grid AS (
-            SELECT p.grid_code, count(*) AS active_sites,
-                   count(*) FILTER (WHERE coalesce(p.last_on, {_DUE_FROM}) < CAST(:day AS date)
-                       - CASE WHEN p.high_risk THEN :due_high ELSE :due_other END) AS overdue_sites,
-                   count(*) FILTER (WHERE p.high_risk) AS high_risk_sites
-            FROM a p GROUP BY p.grid_code),
+        WITH {_per_grid_sql(on, rules, where, counts)},
         effort AS (
             SELECT grid_code, sum(visits) AS visits, sum(site_days) AS site_days,
                    max(day) FILTER (WHERE patrols > 0) AS last_patrol_on

@@ -32,6 +32,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from app.services import kept
+
 TABLE = "grid_days"
 _LOCK_CLASS = 4_733  # the advisory-lock namespace of the per-site locks (two-int form)
 _LOCK_SETTING = "xiaosan.site_locks"  # per-site locks this transaction holds; -1: the table's
@@ -41,25 +43,10 @@ _COLUMNS = "grid_code, day, district_code, patrols, visits, site_days"
 
 def _apply(select: str, with_: str = "") -> str:
     """PL/pgSQL adding the signed rows of ``select`` (columns as ``_COLUMNS``; ``with_``: CTEs
-    it uses), then deleting the rows brought to all zeros (a second statement: one statement
-    cannot change a row twice)."""
-    return f"""
-        WITH {with_ + ', ' if with_ else ''}up AS (
-          INSERT INTO {TABLE} AS c ({_COLUMNS})
-          SELECT grid_code, day, min(district_code), sum(patrols)::int, sum(visits)::int,
-                 sum(site_days)::int
-          FROM ({select}) s WHERE grid_code IS NOT NULL
-          GROUP BY grid_code, day ORDER BY grid_code, day
-          ON CONFLICT (grid_code, day) DO UPDATE SET patrols = c.patrols + excluded.patrols,
-              visits = c.visits + excluded.visits, site_days = c.site_days + excluded.site_days
-          RETURNING c.grid_code, c.day, c.patrols, c.visits, c.site_days)
-        SELECT array_agg(grid_code), array_agg(day) INTO grids, days FROM up
-        WHERE patrols = 0 AND visits = 0 AND site_days = 0;
-        IF grids IS NOT NULL THEN
-          DELETE FROM {TABLE} t USING unnest(grids, days) AS z(grid_code, day)
-          WHERE t.grid_code = z.grid_code AND t.day = z.day
-            AND t.patrols = 0 AND t.visits = 0 AND t.site_days = 0;
-        END IF"""
+    it uses) to the table (:func:`app.services.kept.signed_upsert`)."""
+    return kept.signed_upsert(TABLE, ("grid_code", "day"), ("district_code",),
+                              ("patrols", "visits", "site_days"), select, with_=with_,
+                              where="grid_code IS NOT NULL")
 
 
 def _patrols(rows: str, sign: int) -> str:
@@ -125,7 +112,7 @@ def visits_function_sql(site_lock_limit: int | None = SITE_LOCK_LIMIT) -> str:
     both = "(SELECT project_id FROM old_rows UNION SELECT project_id FROM new_rows) r"
     return f"""CREATE OR REPLACE FUNCTION {TABLE}_visits_keep() RETURNS trigger
             LANGUAGE plpgsql AS $$
-            DECLARE grids text[]; days date[]; held int; sites int;
+            DECLARE gone tid[]; held int; sites int;
             BEGIN
               IF TG_OP = 'TRUNCATE' THEN
                 UPDATE {TABLE} SET visits = 0, site_days = 0
@@ -170,7 +157,7 @@ def install_sql() -> list[str]:
         f"CREATE INDEX ix_{TABLE}_district_day ON {TABLE} (district_code, day) "
         "INCLUDE (grid_code, patrols, visits, site_days)",
         f"""CREATE FUNCTION {TABLE}_patrols_keep() RETURNS trigger LANGUAGE plpgsql AS $$
-            DECLARE grids text[]; days date[];
+            DECLARE gone tid[];
             BEGIN
               IF TG_OP = 'TRUNCATE' THEN
                 UPDATE {TABLE} SET patrols = 0 WHERE patrols <> 0;
@@ -184,7 +171,7 @@ def install_sql() -> list[str]:
             END $$""",
         visits_function_sql(),
         f"""CREATE FUNCTION {TABLE}_sites_keep() RETURNS trigger LANGUAGE plpgsql AS $$
-            DECLARE grids text[]; days date[];
+            DECLARE gone tid[];
             BEGIN
               IF EXISTS (SELECT 1 FROM old_rows o JOIN new_rows n ON n.id = o.id
                          WHERE o.grid_code IS DISTINCT FROM n.grid_code) THEN
