@@ -20,6 +20,9 @@ and 95th percentile time of a request and the largest tile:
   z13–z16 the tile takes its whole months from the month cells and counts the days at its edges
   from the points (read from the (district, day) index that carries their coordinates);
 * **patrols, all history**: every patrol point (``since=2000-01-01``);
+* **365 days, in-process** beside **peer: months, no quarters** (z13–z16): the same tiles cut
+  in-process from the cells as served (quarters, months and the edge days' points) and with
+  each quarter read as its three months (the cells before migration 0012), taking turns;
 * **projects**, **projects, active**: every project, and the active ones as the officials'
   page asks (aggregated below z15; z9–z14 from the rollup's cells);
 * **peer: 12 months, points**: the same 12-month tiles cut by the same code from the points
@@ -260,6 +263,58 @@ def _points(session, name: str, z: int, x: int, y: int, params: dict) -> tuple[f
     return ms, len(data)
 
 
+def _months_only(chosen: list) -> list:
+    """The buckets with each quarter given as its three months (the rollup before quarters)."""
+    from app.services import rollups
+
+    out = []
+    for span, start in chosen:
+        if span != rollups.SPAN_QUARTER:
+            out.append((span, start))
+            continue
+        for i in range(3):
+            out.append((rollups.SPAN_MONTH, start.replace(month=start.month + i)))
+    return out
+
+
+def _quarters_share(session, tiles: dict, params: dict, zooms) -> list[tuple]:
+    """The 365-day tiles in-process, from the cells with quarters (as served) and, the peer,
+    with the quarters read as their months; tile by tile, taking turns (3 each, median)."""
+    from app.services import layers as svc
+    from app.services import rollups
+    from layers.catalog import get
+
+    layer = get("patrols")
+    q = svc.parse_query(session, layer, params, tiles=True)
+    served = rollups.buckets
+    rows = []
+    for z in zooms:
+        times: dict[str, list[float]] = {"q": [], "m": []}
+        sizes: dict[str, list[int]] = {"q": [], "m": []}
+        for x, y in tiles[z]:
+            runs: dict[str, list[float]] = {"q": [], "m": []}
+            for i in range(6):
+                mode = "q" if i % 2 == 0 else "m"
+                rollups.buckets = served if mode == "q" else (  # type: ignore[assignment]
+                    lambda *a, **k: _months_only(served(*a, **k)))
+                try:
+                    t = time.perf_counter()
+                    data = svc.tile(session, layer, z, x, y, q)
+                    runs[mode].append((time.perf_counter() - t) * 1000)
+                finally:
+                    rollups.buckets = served  # type: ignore[assignment]
+                    session.rollback()
+                sizes[mode].append(len(data))
+            for mode in runs:
+                times[mode].append(statistics.median(runs[mode]))
+        if sizes["q"] != sizes["m"]:
+            differ = sum(a != b for a, b in zip(sizes["q"], sizes["m"], strict=True))
+            print(f"  z{z}: {differ} tiles differ in size with and without quarters")
+        rows.append((z, "365 days, in-process", *_stats(times["q"], sizes["q"]), 0))
+        rows.append((z, "  peer: months, no quarters", *_stats(times["m"], sizes["m"]), 0))
+    return rows
+
+
 def _geojson_series(client: httpx.Client, session,
                     samples: int) -> list[tuple[str, str, float, float, float, int, int]]:
     bbox = session.execute(text(
@@ -460,6 +515,8 @@ def main() -> None:
                         sizes.append(size)
                     rows.append((z, "naive (all points, SQL)", *_stats(times, sizes), 0))
                 print(f"  z{z} done", flush=True)
+            if not args.skip_tiles:
+                rows += _quarters_share(session, tiles, days365, range(13, 17))
             geo = _geojson_series(client, session, args.geojson_samples)
         print()
         print(f"{'zoom':>4}  {'series':<26}{'tiles':>6}{'empty':>6}{'median ms':>11}"

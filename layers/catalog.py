@@ -196,10 +196,11 @@ class Rollup:
 
     A table ``table`` holds, per stored cell zoom (``levels``: a tile of zoom z aggregates into
     cells of zoom z + 6), per combination of the ``dims`` columns (named as in the source table)
-    and, with ``time``, per day, per ten-day period (旬) and per month of that date column, the
-    number of points and the sums of their longitudes and latitudes. Statement triggers on the
-    source table keep it (:mod:`app.services.rollups`), so a district-wide tile of a year of
-    patrols reads a few thousand cells instead of a million points, and gives the same tile.
+    and, with ``time``, per day, per ten-day period (旬), per month and per quarter of that date
+    column, the number of points and the sums of their longitudes and latitudes. Statement
+    triggers on the source table keep it (:mod:`app.services.rollups`), so a district-wide tile
+    of a year of patrols reads a few thousand cells instead of a million points, and gives the
+    same tile.
     A query the cells cannot answer exactly (a filter or scope on a column not in ``dims``)
     reads the points.
     """
@@ -208,16 +209,18 @@ class Rollup:
     levels: tuple[int, ...]
     dims: tuple[str, ...]
     time: str | None = None
-    # Levels from this one up keep months only (no days, no 旬): the fine cells of the long
-    # periods drawn at street zoom (see Layer.aggregate_long_below), a fraction of the rows
-    # days would take. There a period that is not whole months reads the points.
+    # Levels from this one up keep months and quarters only (no days, no 旬): the fine cells of
+    # the long periods drawn at street zoom (see Layer.aggregate_long_below), a fraction of the
+    # rows days would take. There the days of a period that are not whole months are counted
+    # from the points.
     months_from: int | None = None
 
     def spans_at(self, level: int) -> str:
-        """The bucket spans kept at a level: 'dxm' (day, 旬, month), 'm', or 'a' (no time)."""
+        """The bucket spans kept at a level: 'dxmq' (day, 旬, month, quarter), 'mq', or 'a'
+        (no time)."""
         if self.time is None:
             return "a"
-        return "m" if self.months_from is not None and level >= self.months_from else "dxm"
+        return "mq" if self.months_from is not None and level >= self.months_from else "dxmq"
 
 
 @dataclass(frozen=True)

@@ -52,24 +52,31 @@ def test_buckets_cover_exactly_the_period_with_data(a, b, c, d, open_lo, open_hi
             if lo_ <= first + timedelta(days=i) <= hi_}
     got = {day for day in covered if first <= day <= last}
     assert got == want
-    # Never more than the months of the period plus a few ten-day periods and edge days.
+    # Never more than the quarters of the period, two months at each end (between a quarter
+    # and the period's ends), a few ten-day periods and the edge days.
     months = (last.year - first.year) * 12 + last.month - first.month + 1
-    assert len(chosen) <= months + 4 + 18
+    assert len(chosen) <= months // 3 + 2 + 4 + 4 + 18
+    spans = [span for span, _ in chosen]
+    assert spans.count("m") <= 4 and spans.count("x") <= 4
 
 
 def test_buckets_of_a_year_ending_today():
     chosen = rollups.buckets(date(2025, 11, 22), date(2026, 11, 21), date(2025, 11, 21),
                              date(2026, 11, 21))
-    # December to November whole (no day after the 21st holds data yet), then the days of
-    # November 2025 from the 22nd (the 旬 from the 21st is not wholly inside).
-    assert [s for s, _ in chosen].count("m") == 12
-    assert ("m", date(2026, 11, 1)) in chosen and ("d", date(2025, 11, 22)) in chosen
-    assert len(chosen) == 12 + 9
+    # December to November whole (no day after the 21st holds data yet): December, the first
+    # three quarters of 2026, October and November; then the days of November 2025 from the
+    # 22nd (the 旬 from the 21st is not wholly inside).
+    assert [b for b in chosen if b[0] in "mq"] == [
+        ("m", date(2025, 12, 1)), ("q", date(2026, 1, 1)), ("q", date(2026, 4, 1)),
+        ("q", date(2026, 7, 1)), ("m", date(2026, 10, 1)), ("m", date(2026, 11, 1))]
+    assert ("d", date(2025, 11, 22)) in chosen
+    assert len(chosen) == 6 + 9
+    assert rollups.bucket_days("q", date(2026, 7, 1)) == (date(2026, 7, 1), date(2026, 9, 30))
     # Ending a day before the data ends: November 2026 goes by 旬 and days.
     chosen = rollups.buckets(date(2025, 11, 22), date(2026, 11, 20), date(2025, 11, 21),
                              date(2026, 11, 21))
     assert ("x", date(2026, 11, 11)) in chosen and ("m", date(2026, 11, 1)) not in chosen
-    assert len(chosen) == 11 + 2 + 9
+    assert len(chosen) == 5 + 2 + 9
 
 
 def test_morton_in_sql_matches_python(engine):
@@ -135,17 +142,23 @@ def _same_tiles(session, layer, params: dict, *, zooms=(9, 10, 11, 12), scope=No
     return n
 
 
+def _sums(rows) -> list[float]:
+    """The two sums of each cell row (its last two columns), in one flat list."""
+    return [v for row in rows for v in row[-2:]]
+
+
 def _stored_equals_recomputed(session, layer) -> None:
     r = layer.source.rollup
     cols = ", ".join(["level", "span", "start", "key", *r.dims])
     stored = session.execute(text(
-        f"SELECT {cols}, n, round(sum_lon::numeric, 6), round(sum_lat::numeric, 6) "
-        f"FROM {r.table} ORDER BY {cols}")).all()
+        f"SELECT {cols}, n, sum_lon, sum_lat FROM {r.table} ORDER BY {cols}")).all()
     table = layer.source.from_.split()[0]
     fresh = session.execute(text(
-        f"SELECT {cols}, n, round(sum_lon::numeric, 6), round(sum_lat::numeric, 6) FROM ("
+        f"SELECT {cols}, n, sum_lon, sum_lat FROM ("
         f"{rollups._cells_select(layer, table, 1)}) c ORDER BY {cols}")).all()
-    assert stored == fresh
+    assert [row[:-2] for row in stored] == [row[:-2] for row in fresh]  # the cells and counts
+    # The sums, up to the order their terms were added in (a quarter summed from its months).
+    assert _sums(stored) == pytest.approx(_sums(fresh), rel=1e-12, abs=1e-9)
 
 
 def test_patrol_tiles_from_cells_equal_tiles_from_points(session):
@@ -170,7 +183,7 @@ def _months(today: date, n: int) -> dict[str, str]:
 def test_long_periods_at_street_zoom_come_from_the_month_cells(session):
     layer = catalog.PATROLS
     r = layer.source.rollup
-    assert r.spans_at(19) == "m" and r.spans_at(18) == "dxm"
+    assert r.spans_at(19) == "mq" and r.spans_at(18) == "dxmq"
     today = today_cn()
     year = _months(today, 12)
     # z13-z16 of a year are aggregated (z16 only because the period is long) ...
@@ -308,3 +321,27 @@ def test_truncate_empties_the_cells(session):
     q = svc.parse_query(session, layer, {"since": "2000-01-01"}, tiles=True)
     x, y = _tiles(session, 10)[0]
     assert svc.tile(session, layer, 10, x, y, q) == b""
+
+
+def test_quarters_summed_from_the_months_equal_the_kept_ones(session):
+    """Migration 0012 sums the quarter cells of a database from its month cells: the same
+    cells the triggers keep."""
+    layer = catalog.PATROLS
+    r = layer.source.rollup
+    kept = session.scalar(text(f"SELECT count(*) FROM {r.table} WHERE span = 'q'"))
+    assert kept > 1000
+    assert session.scalar(text(
+        f"SELECT count(DISTINCT level) FROM {r.table} WHERE span = 'q'")) == len(r.levels)
+    cols = ", ".join(["level", "span", "start", "key", *r.dims])
+
+    def quarters() -> list:
+        return session.execute(text(
+            f"SELECT {cols}, n, sum_lon, sum_lat FROM {r.table} WHERE span = 'q' "
+            f"ORDER BY {cols}")).all()
+
+    before = quarters()
+    session.execute(text(f"DELETE FROM {r.table} WHERE span = 'q'"))
+    session.execute(text(rollups.quarters_sql(layer)))
+    after = quarters()
+    assert [row[:-2] for row in after] == [row[:-2] for row in before]  # the cells and counts
+    assert _sums(after) == pytest.approx(_sums(before), rel=1e-12)

@@ -3,12 +3,14 @@
 A district-wide tile of a year of patrols aggregates a million points into a few hundred cells;
 reading the points takes seconds however they are indexed. A :class:`~layers.catalog.Rollup`
 keeps those cells instead — per stored cell zoom, per combination of its ``dims`` columns and,
-for a dated layer, per **day**, per **ten-day period** (旬: days 1–10, 11–20, 21–end) and per
-**month** — as a count and the sums of longitude and latitude, so a tile reads
+for a dated layer, per **day**, per **ten-day period** (旬: days 1–10, 11–20, 21–end), per
+**month** and per **quarter** — as a count and the sums of longitude and latitude, so a tile
+reads
 
-* the months wholly inside the period, then the ten-day periods, then the days left at its
-  edges (a year: about 12 months, a few 旬 and at most 18 days per cell, whatever the number of
-  points); a layer without ``time`` keeps one bucket per cell (``'a'``);
+* the quarters wholly inside the period, then the months, then the ten-day periods, then the
+  days left at its edges (a year: three or four quarters, a few months, a few 旬 and at most 18
+  days per cell, whatever the number of points); a layer without ``time`` keeps one bucket per
+  cell (``'a'``);
 * only the tile's cells: a cell's key is the Morton (Z-order) code of its column and row, so
   every cell of a tile lies in one contiguous key range of the ``(level, span, start, key)``
   B-tree.
@@ -25,11 +27,12 @@ both, a truncate empties it. A cell brought to zero by a delete or an update is 
 same statement, so the table holds occupied cells only.
 
 The fine levels of a rollup with ``months_from`` (patrols: cells of zoom 19–22, for the tiles
-of zoom 13–16 of periods longer than a month) keep months only: days there would multiply the
-rows by the days a site is visited. A period made of whole months (the pages' "last N months"
-are: the current month with the N − 1 before it) is read from them; another period at those
-zooms reads the points. :func:`install_sql` gives the DDL (used by migration 0006 and by a later
-migration that changes a rollup: drop, then install again; it backfills from the table).
+of zoom 13–16 of periods longer than a month) keep months and quarters only: days there would
+multiply the rows by the days a site is visited. A period made of whole months (the pages'
+"last N months" are: the current month with the N − 1 before it) is read from them; another
+period takes its whole months from them and counts the days at its ends from the points.
+:func:`install_sql` gives the DDL (used by migration 0006 and by a later migration that changes
+a rollup: drop, then install again; it backfills from the table).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from sqlalchemy.orm import Session
 from app.access import Scope
 from layers.catalog import Layer, Rollup, Sql
 
-SPAN_DAY, SPAN_DEKAD, SPAN_MONTH, SPAN_ALL = "d", "x", "m", "a"
+SPAN_DAY, SPAN_DEKAD, SPAN_MONTH, SPAN_QUARTER, SPAN_ALL = "d", "x", "m", "q", "a"
 ALL_START = date(1970, 1, 1)  # the start of the one bucket of a layer without time
 # Scope levels whose prefixes the rollups' code columns (street, district) answer exactly.
 SCOPE_LEVELS = (None, "district", "street")
@@ -95,6 +98,10 @@ def _month_end(d: date) -> date:
     return nxt - timedelta(days=1)
 
 
+def _quarter_end(d: date) -> date:
+    return _month_end(date(d.year, (d.month - 1) // 3 * 3 + 3, 1))
+
+
 def _dekad(d: date) -> tuple[date, date]:
     """The ten-day period (旬) holding ``d``: its first and last day."""
     if d.day <= 10:
@@ -118,7 +125,10 @@ def buckets(since: date | None, until: date | None, first: date,
     while d <= hi:
         month_end = _month_end(d)
         dekad_start, dekad_end = _dekad(d)
-        if d.day == 1 and month_end <= hi:
+        if d.day == 1 and d.month % 3 == 1 and _quarter_end(d) <= hi:
+            out.append((SPAN_QUARTER, d))
+            d = _quarter_end(d) + timedelta(days=1)
+        elif d.day == 1 and month_end <= hi:
             out.append((SPAN_MONTH, d))
             d = month_end + timedelta(days=1)
         elif d == dekad_start and dekad_end <= hi:
@@ -138,6 +148,8 @@ def bucket_days(span: str, start: date) -> tuple[date, date]:
         return _dekad(start)
     if span == SPAN_MONTH:
         return start, _month_end(start)
+    if span == SPAN_QUARTER:
+        return start, _quarter_end(start)
     raise ValueError(span)
 
 
@@ -283,7 +295,8 @@ def _cells_select(layer: Layer, rows: str, sign: int) -> str:
                  f"('{SPAN_DEKAD}', make_date(extract(year FROM p.__day)::int, "
                  "extract(month FROM p.__day)::int, CASE WHEN extract(day FROM p.__day) <= 10 "
                  "THEN 1 WHEN extract(day FROM p.__day) <= 20 THEN 11 ELSE 21 END)), "
-                 f"('{SPAN_MONTH}', date_trunc('month', p.__day)::date)) AS s(span, start)")
+                 f"('{SPAN_MONTH}', date_trunc('month', p.__day)::date), "
+                 f"('{SPAN_QUARTER}', date_trunc('quarter', p.__day)::date)) AS s(span, start)")
         day = f"t.{r.time} AS __day, "
     else:
         spans = f"(VALUES ('{SPAN_ALL}', DATE '{ALL_START.isoformat()}')) AS s(span, start)"
@@ -292,7 +305,7 @@ def _cells_select(layer: Layer, rows: str, sign: int) -> str:
 
     cells = "power(2::float8, l.level)"
     levels = ", ".join(str(v) for v in r.levels)
-    keep = (f"WHERE l.level < {r.months_from} OR s.span = '{SPAN_MONTH}'"
+    keep = (f"WHERE l.level < {r.months_from} OR s.span IN ('{SPAN_MONTH}', '{SPAN_QUARTER}')"
             if r.time and r.months_from is not None else "")
     return f"""
         SELECT l.level::smallint, s.span, s.start, {_morton_sql('c.cx', 'c.cy')} AS key,
@@ -322,6 +335,36 @@ def _upsert(layer: Layer, rows: str, sign: int, *, returning: bool = False) -> s
         {'RETURNING c.level, c.span, c.start, c.key, c.n' if returning else ''}"""
 
 
+def function_sql(layer: Layer) -> str:
+    """The trigger function keeping the layer's rollup (``CREATE OR REPLACE``)."""
+    _, r = _parts(layer)
+    return f"""CREATE OR REPLACE FUNCTION {r.table}_keep() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+          levels smallint[]; spans text[]; starts date[]; keys bigint[];
+        BEGIN
+          IF TG_OP = 'TRUNCATE' THEN
+            TRUNCATE {r.table};
+            RETURN NULL;
+          END IF;
+          IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            -- Subtract, then drop the cells brought to zero (the rows they were made of
+            -- are gone: an empty cell is no row, as if it had never been).
+            WITH up AS ({_upsert(layer, 'old_rows', -1, returning=True)})
+            SELECT array_agg(level), array_agg(span), array_agg(start), array_agg(key)
+              INTO levels, spans, starts, keys FROM up WHERE n = 0;
+            IF levels IS NOT NULL THEN
+              DELETE FROM {r.table} c
+              USING unnest(levels, spans, starts, keys) AS z(level, span, start, key)
+              WHERE c.level = z.level AND c.span = z.span AND c.start = z.start
+                AND c.key = z.key AND c.n = 0;
+            END IF;
+          END IF;
+          IF TG_OP IN ('UPDATE', 'INSERT') THEN {_upsert(layer, 'new_rows', 1)};
+          END IF;
+          RETURN NULL;
+        END $$"""
+
+
 def install_sql(layer: Layer) -> list[str]:
     """Statements creating the layer's rollup table, its triggers, and filling it."""
     src, r = _parts(layer)
@@ -340,31 +383,7 @@ def install_sql(layer: Layer) -> list[str]:
         f"COMMENT ON TABLE {r.table} IS 'Tile cells of layer {layer.name}, kept by triggers on "
         f"{table} (app/services/rollups.py)'",
         f"CREATE UNIQUE INDEX ux_{r.table} ON {r.table} ({key}) NULLS NOT DISTINCT",
-        f"""CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
-            DECLARE
-              levels smallint[]; spans text[]; starts date[]; keys bigint[];
-            BEGIN
-              IF TG_OP = 'TRUNCATE' THEN
-                TRUNCATE {r.table};
-                RETURN NULL;
-              END IF;
-              IF TG_OP IN ('UPDATE', 'DELETE') THEN
-                -- Subtract, then drop the cells brought to zero (the rows they were made of
-                -- are gone: an empty cell is no row, as if it had never been).
-                WITH up AS ({_upsert(layer, 'old_rows', -1, returning=True)})
-                SELECT array_agg(level), array_agg(span), array_agg(start), array_agg(key)
-                  INTO levels, spans, starts, keys FROM up WHERE n = 0;
-                IF levels IS NOT NULL THEN
-                  DELETE FROM {r.table} c
-                  USING unnest(levels, spans, starts, keys) AS z(level, span, start, key)
-                  WHERE c.level = z.level AND c.span = z.span AND c.start = z.start
-                    AND c.key = z.key AND c.n = 0;
-                END IF;
-              END IF;
-              IF TG_OP IN ('UPDATE', 'INSERT') THEN {_upsert(layer, 'new_rows', 1)};
-              END IF;
-              RETURN NULL;
-            END $$""",
+        function_sql(layer),
         f"CREATE TRIGGER {r.table}_ins AFTER INSERT ON {table} REFERENCING NEW TABLE AS "
         f"new_rows FOR EACH STATEMENT EXECUTE FUNCTION {fn}()",
         f"CREATE TRIGGER {r.table}_upd AFTER UPDATE ON {table} REFERENCING OLD TABLE AS "
@@ -376,6 +395,21 @@ def install_sql(layer: Layer) -> list[str]:
         f"INSERT INTO {r.table} ({key}, n, sum_lon, sum_lat) {_cells_select(layer, table, 1)}",
         f"ANALYZE {r.table}",
     ]
+
+
+def quarters_sql(layer: Layer) -> str:
+    """The quarter cells of a rollup that keeps months but not yet quarters, summed from its
+    month cells (each quarter is its three months exactly)."""
+    _, r = _parts(layer)
+    key = ", ".join(["level", "span", "start", "key", *r.dims])
+    dims = ", ".join(r.dims)
+    return f"""
+        INSERT INTO {r.table} ({key}, n, sum_lon, sum_lat)
+        SELECT level, '{SPAN_QUARTER}', date_trunc('quarter', start)::date AS quarter, key, {dims},
+               sum(n)::int, sum(sum_lon), sum(sum_lat)
+        FROM {r.table} WHERE span = '{SPAN_MONTH}'
+        GROUP BY level, quarter, key, {dims} HAVING sum(n) <> 0
+        ORDER BY level, quarter, key, {dims}"""
 
 
 def drop_sql(layer: Layer) -> list[str]:
