@@ -44,11 +44,11 @@ def due_from(p: str) -> str:
     return f"coalesce({p}.started_on, {p}.briefed_on, {p}.accepted_on, {p}.submitted_on)"
 
 
-def _sites(projects: str, last_on: str, sign: int, joins: str = "") -> str:
-    """The key of each row of ``projects`` (alias p; ``last_on``: its last visit, an expression
-    of ``joins``) with ``sign`` sites."""
-    return (f"SELECT p.grid_code, p.state, p.high_risk, coalesce({last_on}, {due_from('p')}) "
-            f"AS base_on, p.district_code, {sign} AS sites FROM {projects} p {joins}")
+def _sites(projects: str) -> str:
+    """The key of each row of ``projects`` (its last visit from the summary), one site each."""
+    return (f"SELECT p.grid_code, p.state, p.high_risk, coalesce(s.last_visit_on, "
+            f"{due_from('p')}) AS base_on, p.district_code, 1 AS sites FROM {projects} p "
+            "LEFT JOIN project_visit_summary s ON s.project_id = p.id")
 
 
 _OPS = (("insert", "NEW TABLE AS new_rows"),
@@ -66,7 +66,6 @@ def _rebuild() -> str:
 
 def install_sql() -> list[str]:
     """The table, its index, the triggers on projects and project_visit_summary, the fill."""
-    summary = "LEFT JOIN project_visit_summary s ON s.project_id = p.id"
     # Projects whose key changed in an update: the old key and the new (same last visit).
     moved = (f"SELECT o.id, o.grid_code AS o_grid, o.state AS o_state, o.high_risk AS o_high, "
              f"{due_from('o')} AS o_due, o.district_code AS o_district, n.grid_code, n.state, "
@@ -134,7 +133,7 @@ def install_sql() -> list[str]:
             BEGIN
               IF TG_OP = 'TRUNCATE' THEN {_rebuild()};
               ELSIF TG_OP = 'INSERT' THEN
-                {_apply(_sites('new_rows', 's.last_visit_on', 1, summary))};
+                {_apply(_sites('new_rows'))};
               ELSIF EXISTS ({moved}) THEN
                 {_apply(projects_update, f"moved AS ({moved})")};
               END IF;
@@ -177,8 +176,7 @@ def recompute_sql() -> str:
     """The table's rows from scratch, in its column order, sorted by its key."""
     return f"""
         SELECT grid_code, state, high_risk, base_on, min(district_code), count(*)::int
-        FROM ({_sites('projects', 's.last_visit_on', 1,
-                      'LEFT JOIN project_visit_summary s ON s.project_id = p.id')}) k
+        FROM ({_sites('projects')}) k
         GROUP BY grid_code, state, high_risk, base_on
         ORDER BY grid_code, state, high_risk, base_on"""
 
