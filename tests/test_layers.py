@@ -264,6 +264,12 @@ def test_time_and_attribute_filters(client, session):
     # Hazards: by state (an alias too), severity and street; the link is the hazard's page.
     street = _scalar(session, "SELECT street_code FROM hazards GROUP BY 1 ORDER BY count(*) "
                               "DESC LIMIT 1")
+    # The demo's hazards are mostly rectified within days: how many are open depends on the
+    # day. Three of the street's are reopened in the test's transaction, whatever the date.
+    session.execute(text(
+        "UPDATE hazards SET state = 'ordered', rectified_on = NULL, verified_on = NULL, "
+        "evidence = NULL WHERE id IN (SELECT id FROM hazards WHERE street_code = :s AND state "
+        "IN ('rectified', 'verified') ORDER BY id LIMIT 3)"), {"s": street})
     fc = client.get("/api/layers/hazards", params={"state": "open", "street": street}).json()
     expected = _scalar(session, "SELECT count(*) FROM hazards WHERE street_code = :s AND "
                                 "state IN ('found', 'ordered')", s=street)

@@ -233,7 +233,10 @@ def _hazards(session, rng, cal, rules, plan, patrol_ids, district_code, source, 
                 row["rectified_on"], row["state"] = fixed, "rectified"
                 row["evidence"] = {"note": "合成整改（演示）", "photos": []}
                 events.append(("rectify", fixed, "ordered", "rectified"))
-                checked = cal.add_working_days(fixed, 1)
+                # The grid's check comes one to four working days later (drawn apart, so the
+                # rest of the demo does not depend on it): some wait for it on any day.
+                checked = cal.add_working_days(
+                    fixed, int(np.random.default_rng([hid, 5]).integers(1, 5)))
                 if checked <= as_of:
                     row["verified_on"], row["state"] = checked, "verified"
                     events.append(("verify", checked, "rectified", "verified"))
