@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
-from app import warmup
+from app import gcpolicy, warmup
 from app.api import auth as auth_api
 from app.api import calendar as calendar_api
 from app.api import coverage as coverage_api
@@ -38,6 +38,7 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 @asynccontextmanager
 async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    gcpolicy.watch()  # the collector's pauses, reported by /health (app/gcpolicy.py)
     job = warmup.start(get_engine())  # connections and caches, in the background (app/warmup.py)
     try:
         yield
@@ -87,4 +88,5 @@ def favicon():
 def health(session: SessionDep):
     """Liveness and what the database holds."""
     session.execute(text("SELECT 1"))
-    return {"status": "ok", "territory": level_counts(session), "warm": warmup.state()}
+    return {"status": "ok", "territory": level_counts(session), "warm": warmup.state(),
+            "gc": gcpolicy.stats()}

@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from app import gcpolicy
+
 log = logging.getLogger(__name__)
 
 _STATE: dict[str, Any] = {"done": False, "ms": None}
@@ -75,6 +77,7 @@ def warm(engine: Engine, stopping: threading.Event | None = None) -> dict[str, A
             districts += 1
         session.rollback()
     ms = (time.perf_counter() - started) * 1000
+    gcpolicy.settle("warm-up")  # the caches just filled live as long as the process
     _STATE.update(done=True, ms=round(ms, 1))
     log.info("warm: %d connections primed, %d districts' outlines kept, %.0f ms", size,
              districts, ms)

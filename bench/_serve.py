@@ -39,9 +39,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(url: str) -> tuple[subprocess.Popen, str]:
+def serve(url: str, **env_extra: str) -> tuple[subprocess.Popen, str]:
+    """The app on a free loopback port, ready and warm; ``env_extra``: more settings."""
     port = free_port()
-    env = dict(os.environ, DATABASE_URL=url)
+    env = dict(os.environ, DATABASE_URL=url, **env_extra)
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
          str(port), "--log-level", "warning"], cwd=ROOT, env=env)

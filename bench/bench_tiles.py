@@ -315,8 +315,8 @@ def _quarters_share(session, tiles: dict, params: dict, zooms) -> list[tuple]:
     return rows
 
 
-def _geojson_series(client: httpx.Client, session,
-                    samples: int) -> list[tuple[str, str, float, float, float, int, int]]:
+def _geojson_series(client: httpx.Client, session, samples: int, peer: httpx.Client | None = None,
+                    ) -> list[tuple[str, str, float, float, float, int, int]]:
     bbox = session.execute(text(
         """SELECT concat_ws(',', ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e))
            FROM (SELECT ST_Extent(geom) AS e FROM districts WHERE code = :d) s"""),
@@ -335,16 +335,21 @@ def _geojson_series(client: httpx.Client, session,
     ]
     rows = []
     for name, params in cases:
-        times, sizes, counts = [], [], 0
+        times, sizes, counts, peer_times = [], [], 0, []
         t = time.perf_counter()
         r = client.get(f"/api/layers/{name}", params=params)
         first = (time.perf_counter() - t) * 1000
         if r.status_code != 200:
             raise SystemExit(f"/api/layers/{name}: {r.status_code} {r.text[:300]}")
-        for _ in range(samples):
+        peer_first = _request(peer, f"/api/layers/{name}", params)[0] if peer else 0.0
+        for i in range(samples):
+            if peer is not None and i % 2:
+                peer_times.append(_request(peer, f"/api/layers/{name}", params)[0])
             t = time.perf_counter()
             r = client.get(f"/api/layers/{name}", params=params)
             times.append((time.perf_counter() - t) * 1000)
+            if peer is not None and not i % 2:
+                peer_times.append(_request(peer, f"/api/layers/{name}", params)[0])
             sizes.append(len(r.content))
             counts = r.json()["count"]
         med, p95, size, _ = _stats(times, sizes)
@@ -352,6 +357,9 @@ def _geojson_series(client: httpx.Client, session,
         scope = "district bbox" if params.get("bbox") == bbox else (
             "one grid's bbox" if params.get("bbox") else "district")
         rows.append((name, f"{scope}; {label}", first, med, p95, size, counts))
+        if peer is not None:
+            rows.append(("  peer", "gc not frozen", peer_first,
+                         *_stats(peer_times, sizes)[:3], counts))
         if name == "blind_spots":
             rows.extend(_blind_spots_counts(session, samples))
             rows.append(_blind_spots_peer(session, samples))
@@ -437,13 +445,17 @@ def main() -> None:
     ap.add_argument("--geojson-samples", type=int, default=20,
                     help="requests per GeoJSON layer, each after one warm-up")
     ap.add_argument("--skip-tiles", action="store_true", help="the GeoJSON layers only")
+    ap.add_argument("--gc-peer", action="store_true",
+                    help="a second server with the collector's freeze off (XIAOSAN_GC_FREEZE=0) "
+                         "answers every request too, taking turns")
     ap.add_argument("--keep", action="store_true", help="keep the scratch database")
     ap.add_argument("--reuse", help="an existing scratch database name (skip the build)")
     args = ap.parse_args()
     os.environ.setdefault("XIAOSAN_SECRET_KEY", secrets.token_hex(32))
     name = args.reuse or f"xiaosan_bench_tiles_{uuid.uuid4().hex[:6]}"
     url = BASE + name
-    proc = None
+    proc = peer_proc = None
+    peer_base = None
     try:
         if not args.reuse:
             print(f"load: {args.projects:,} projects, {args.patrols:,} patrol points in "
@@ -458,11 +470,15 @@ def main() -> None:
                   + ", ".join(f"{k} {v:.1f} s" for k, v in built.items()))
         load = os.getloadavg()
         token = admin_token(url)
-        proc, base = serve(url)
+        proc, base = serve(url, XIAOSAN_GC_FREEZE="1")
+        if args.gc_peer:
+            peer_proc, peer_base = serve(url, XIAOSAN_GC_FREEZE="0")
         rows: list[tuple] = []
+        headers = {"Authorization": f"Bearer {token}"}
         with session_factory(url)() as session, httpx.Client(
-                base_url=base, headers={"Authorization": f"Bearer {token}"},
-                timeout=120) as client:
+                base_url=base, headers=headers, timeout=120) as client, httpx.Client(
+                base_url=peer_base or base, headers=headers, timeout=120) as peer_client:
+            peer = peer_client if args.gc_peer else None
             counts = session.execute(text(
                 "SELECT (SELECT count(*) FROM projects), (SELECT count(*) FROM patrols), "
                 "(SELECT count(*) FROM patrols WHERE patrol_on >= CURRENT_DATE - 6)")).one()
@@ -488,17 +504,25 @@ def main() -> None:
                       ("patrols, all history", "patrols", {"since": "2000-01-01"}),
                       ("projects", "projects", {}),
                       ("projects, active", "projects", {"state": "active"}))
-            client.get("/tiles/patrols/14/13381/7138.pbf")  # warm the server's imports
+            for c in (client, peer) if peer is not None else (client,):
+                c.get("/tiles/patrols/14/13381/7138.pbf")  # warm the server's imports
             for z in ZOOMS if not args.skip_tiles else ():
                 for label, layer, params in series:
-                    times, sizes, empty = [], [], 0
-                    for x, y in tiles[z]:
-                        ms, size, status = _request(client, f"/tiles/{layer}/{z}/{x}/{y}.pbf",
-                                                    params)
+                    times, sizes, empty, peer_times = [], [], 0, []
+                    for i, (x, y) in enumerate(tiles[z]):
+                        url_ = f"/tiles/{layer}/{z}/{x}/{y}.pbf"
+                        if peer is not None and i % 2:  # taking turns: which one goes first
+                            peer_times.append(_request(peer, url_, params)[0])
+                        ms, size, status = _request(client, url_, params)
+                        if peer is not None and not i % 2:
+                            peer_times.append(_request(peer, url_, params)[0])
                         times.append(ms)
                         sizes.append(size)
                         empty += status == 204
                     rows.append((z, label, *_stats(times, sizes), empty))
+                    if peer is not None:
+                        rows.append((z, "  peer: gc not frozen", *_stats(peer_times, sizes),
+                                     empty))
                 if z <= args.peer_max_zoom:
                     # The peer: the same tiles cut from the points (no rollup), in-process SQL.
                     times, sizes = [], []
@@ -517,7 +541,9 @@ def main() -> None:
                 print(f"  z{z} done", flush=True)
             if not args.skip_tiles:
                 rows += _quarters_share(session, tiles, days365, range(13, 17))
-            geo = _geojson_series(client, session, args.geojson_samples)
+            geo = _geojson_series(client, session, args.geojson_samples, peer)
+            servers = [("served", client)] + ([("peer: gc not frozen", peer)] if peer else [])
+            gc_seen = [(label, client_.get("/health").json()["gc"]) for label, client_ in servers]
         print()
         print(f"{'zoom':>4}  {'series':<26}{'tiles':>6}{'empty':>6}{'median ms':>11}"
               f"{'p95 ms':>9}{'max KB':>9}{'p95 ok':>8}")
@@ -534,12 +560,17 @@ def main() -> None:
         print("\ntimes are wall-clock per request through uvicorn + httpx on loopback (the naive "
               f"peer: the SQL alone); GeoJSON: the first request, then {args.geojson_samples} more "
               "(uncovered land is kept per territory version: the first computes it)")
+        for label, seen in gc_seen:
+            print(f"server {label}: {seen['frozen']:,} objects frozen; collections "
+                  + ", ".join(f"{g} {p['n']:,} (max {p['max_ms']:.1f} ms, total "
+                              f"{p['total_ms']:.0f} ms)" for g, p in seen["pauses"].items()))
         print(f"machine: {os.cpu_count()} cores, load average at the start {load[0]:.1f}, at the "
               f"end {os.getloadavg()[0]:.1f} (other work running here slows every figure alike)")
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
+        for p in (proc, peer_proc):
+            if p is not None:
+                p.terminate()
+                p.wait(timeout=10)
         get_engine(url).dispose()
         if args.keep or args.reuse:
             print(f"kept {name}")

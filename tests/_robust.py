@@ -107,7 +107,8 @@ class Server:
         self.log = Path(tempfile.mkstemp(prefix="xiaosan-server-", suffix=".log")[1])
 
     def start(self, timeout_s: float = 30.0) -> None:
-        env = dict(os.environ, DATABASE_URL=self.db_url, XIAOSAN_WARMUP="1", **self.extra)
+        env = dict(os.environ, DATABASE_URL=self.db_url, XIAOSAN_WARMUP="1",
+                   XIAOSAN_GC_FREEZE="1", **self.extra)
         cmd = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
                "--port", str(self.port), "--log-level", "warning"]
         if self.workers > 1:

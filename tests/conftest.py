@@ -27,6 +27,9 @@ TEST_ADMIN = "test-admin"
 # The in-process test clients start the app once per test: no background warm-up there (it has
 # its own tests in test_coverage.py); the servers started as processes warm up as in service.
 os.environ.setdefault("XIAOSAN_WARMUP", "0")
+# Nor does the test process freeze its objects for the garbage collector (app/gcpolicy.py):
+# they are many tests' objects, not one server's.
+os.environ.setdefault("XIAOSAN_GC_FREEZE", "0")
 
 
 @pytest.fixture(scope="session")
@@ -197,7 +200,7 @@ def live_server(db_url: str) -> Iterator[str]:
     import urllib.request
 
     port = _free_port()
-    env = dict(os.environ, DATABASE_URL=db_url, XIAOSAN_WARMUP="1")
+    env = dict(os.environ, DATABASE_URL=db_url, XIAOSAN_WARMUP="1", XIAOSAN_GC_FREEZE="1")
     proc = subprocess.Popen(
         [
             sys.executable,

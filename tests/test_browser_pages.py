@@ -43,7 +43,8 @@ def _uvicorn(db_url: str) -> Iterator[tuple[subprocess.Popen, str]]:
     """Start the app on loopback (it connects to the database on the first request)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "XIAOSAN_TIANDITU_KEY"}
-    env.update(DATABASE_URL=db_url, XIAOSAN_BASEMAP="none", XIAOSAN_WARMUP="1")
+    env.update(DATABASE_URL=db_url, XIAOSAN_BASEMAP="none", XIAOSAN_WARMUP="1",
+               XIAOSAN_GC_FREEZE="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
          str(port), "--log-level", "warning"], cwd=ROOT, env=env)

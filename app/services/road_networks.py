@@ -15,6 +15,7 @@ import os
 import threading
 from pathlib import Path
 
+from app import gcpolicy
 from gis.roads import MODES, RoadNetwork, load_road_network
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def road_network(mode: str) -> RoadNetwork | None:
             try:
                 _NETWORKS[key] = load_road_network(path, mode=mode, cache_dir=cache_dir)
                 log.info("road network %s (%s): %s", path.name, mode, _NETWORKS[key].report)
+                gcpolicy.settle(f"road network {mode}")  # kept for the process's life
             except Exception:  # a corrupt or foreign file must not take plans down
                 log.exception("cannot read the road network %s for %s", path, mode)
                 _NETWORKS[key] = None
