@@ -172,6 +172,9 @@ class Sql:
     ``requires``: tables that may not exist yet; the layer is empty while any is missing.
     ``lonlat``: stored columns holding ``geom``'s longitude and latitude, where an index on the
     period carries them: the points near a tile are then read without the table's rows.
+    ``cell_key``: a stored column with the key of ``geom``'s zoom-24 cell (``gis/cellkey.py``),
+    third in a (district, time, key) index: a tile of a bounded period then reads each day's
+    range of its keys.
     """
 
     from_: str
@@ -188,6 +191,7 @@ class Sql:
     cluster_sums: dict[str, str] = field(default_factory=dict)
     rollup: Rollup | None = None
     lonlat: tuple[str, str] | None = None
+    cell_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -506,7 +510,8 @@ PATROLS = Layer(
                rollup=Rollup("patrol_cells", levels=tuple(range(15, 23)),
                              dims=("street_code", "district_code"), time="patrol_on",
                              months_from=19),
-               lonlat=("t.lon", "t.lat"), **_PATROL_SOURCE),  # type: ignore[arg-type]
+               lonlat=("t.lon", "t.lat"), cell_key="t.cell_key",
+               **_PATROL_SOURCE),  # type: ignore[arg-type]
     filters=_PATROL_FILTERS, time_label=L("巡查日期", "Patrol day"), default_days=7,
     style=Style("force", _FORCE_LEGEND, radius=3.0),
     popup=(PopupField("force", L("巡查力量", "Force")),

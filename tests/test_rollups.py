@@ -22,6 +22,7 @@ from app.access import Scope
 from app.services import layers as svc
 from app.services import rollups
 from app.services.registration import today_cn
+from gis import cellkey
 from layers import catalog
 from tests._activity import world_fixtures
 
@@ -240,6 +241,63 @@ def _busiest_tile(session, z: int) -> tuple[int, int]:
         "floor((1 - ln(tan(pi() / 4 + radians(ST_Y(location)) / 2)) / pi()) / 2 * 2 ^ :z)::int "
         "FROM patrols WHERE district_code = :d GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1"),
         {"z": z, "d": DISTRICT}).one())
+
+
+def _cell24(lon: float, lat: float) -> tuple[int, int]:
+    return (math.floor((lon + 180.0) / 360.0 * 2.0 ** 24),
+            math.floor((1.0 - math.log(math.tan(math.pi / 4 + math.radians(lat) / 2)) / math.pi)
+                       / 2.0 * 2.0 ** 24))
+
+
+def test_patrols_store_the_key_of_their_location(session):
+    rows = session.execute(text(
+        "SELECT cell_key, lon, lat FROM patrols ORDER BY id LIMIT 200")).all()
+    assert len(rows) == 200
+    for r in rows:
+        assert r.cell_key == cellkey.morton(*_cell24(r.lon, r.lat))
+    moved = session.execute(text(
+        "UPDATE patrols SET location = ST_SetSRID(ST_MakePoint(114.0553, 22.5431), 4326) "
+        "WHERE id = (SELECT min(id) FROM patrols) RETURNING cell_key")).scalar_one()
+    assert moved == cellkey.morton(*_cell24(114.0553, 22.5431))
+
+
+def test_points_read_by_day_and_cell_key_equal_the_spatial_read(session, monkeypatch):
+    """The points of a tile read day by day through the (district, day, key) index give the
+    tile read through the spatial index (the keyed read turned off), at every zoom, for a
+    week, the edge days of a year and a filter the cells cannot answer."""
+    layer = catalog.PATROLS
+    today = today_cn()
+    year = {"since": (today - timedelta(days=364)).isoformat()}
+    cases = [({}, (10, 13, 16, 17, 18)), (year, (13, 14, 16)),
+             ({**year, "force": "supervisor"}, (12, 17)),
+             ({"since": (today - timedelta(days=40)).isoformat(),
+               "until": (today - timedelta(days=20)).isoformat()}, (15, 18))]
+    n = 0
+    for params, zooms in cases:
+        q = svc.parse_query(session, layer, params, tiles=True)
+        for z in zooms:
+            x, y = _busiest_tile(session, z)
+            for dx, dy in ((0, 0), (1, 0), (0, 1)):
+                keyed = svc.tile(session, layer, z, x + dx, y + dy, q)
+                with monkeypatch.context() as m:
+                    m.setattr(svc, "MAX_KEYED_DAYS", 0)
+                    spatial = svc.tile(session, layer, z, x + dx, y + dy, q)
+                a, b = _features(keyed), _features(spatial)
+                assert a == b, f"{params} z{z}/{x + dx}/{y + dy}: {len(a)} against {len(b)}"
+                n += len(a)
+    assert n > 300
+    # The keyed read is the plan: one range of the index per day, no spatial index.
+    conds, params = svc._conditions(layer, svc.parse_query(session, layer, {}, tiles=True), None)
+    b = svc.tile_bounds(15, *_busiest_tile(session, 15))
+    svc._point_prefilter(session, layer, b, svc.parse_query(session, layer, {}, tiles=True),
+                         conds, params, aggregated=True)
+    assert len(params["key_days"]) <= 7 and "t.cell_key BETWEEN" in " ".join(conds)
+    params.update(layer="patrols", extent=svc.TILE_EXTENT, mx0=b.mx0, my0=b.my0, mx1=b.mx1,
+                  my1=b.my1)
+    plan = "\n".join(session.execute(text(
+        "EXPLAIN " + svc._point_tile_sql(layer, conds, True)), params).scalars())
+    assert "ix_patrols_district_code_patrol_on_cell_key" in plan
+    assert "ix_patrols_location" not in plan
 
 
 def test_project_tiles_from_cells_equal_tiles_from_points(session):

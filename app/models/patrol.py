@@ -56,6 +56,10 @@ class Patrol(Base):
     # aggregated tiles of a period read the points near a tile from the index alone.
     lon: Mapped[float] = mapped_column(Float, Computed("ST_X(location)", persisted=True))
     lat: Mapped[float] = mapped_column(Float, Computed("ST_Y(location)", persisted=True))
+    # The Z-order key of the location's zoom-24 cell (gis/cellkey.py, migration 0013): a tile
+    # is one range of keys, so the (district, day, key) index reads a tile's points day by day.
+    cell_key: Mapped[int] = mapped_column(BigInteger, Computed(
+        "xiaosan_cell_key(ST_X(location), ST_Y(location))", persisted=True))
     track: Mapped[Any | None] = mapped_column(
         Geometry("MULTILINESTRINGM", srid=4326, spatial_index=False)
     )
@@ -80,8 +84,8 @@ class Patrol(Base):
         UniqueConstraint("inspector_id", "client_id"),
         Index("ix_patrols_location", "location", postgresql_using="gist"),
         Index("ix_patrols_track", "track", postgresql_using="gist"),
-        Index("ix_patrols_district_code_patrol_on", "district_code", "patrol_on",
-              postgresql_include=["street_code", "lon", "lat"]),
+        Index("ix_patrols_district_code_patrol_on_cell_key", "district_code", "patrol_on",
+              "cell_key", postgresql_include=["street_code", "lon", "lat"]),
         Index("ix_patrols_grid_code_patrol_on", "grid_code", "patrol_on"),
     )
 

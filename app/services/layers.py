@@ -44,6 +44,7 @@ from app.access import Scope
 from app.config import get_settings
 from app.services import rollups
 from app.services.registration import today_cn
+from gis import cellkey
 from gis._errors import GisError, NotEnoughDataError
 from layers.catalog import (
     CELLS_PER_TILE,
@@ -439,7 +440,7 @@ def tile(session: Session, layer: Layer, z: int, x: int, y: int, q: LayerQuery, 
         _point_prefilter(session, layer, bounds, q, conds, params, aggregated=aggregated)
         sql = _point_tile_sql(layer, conds, aggregated)
     else:
-        near, _ = _period_index(session, layer, bounds, q)
+        near, _, _ = _period_index(session, layer, bounds, q)
         if near:
             conds.append(f"{src.district} = ANY(:near_districts)")
             params["near_districts"] = near
@@ -452,21 +453,30 @@ def tile(session: Session, layer: Layer, z: int, x: int, y: int, q: LayerQuery, 
 
 def _point_prefilter(session: Session, layer: Layer, bounds: TileBounds, q: LayerQuery,
                      conds: list[str], params: dict[str, Any], *, aggregated: bool,
-                     days: int | None = None) -> None:
-    """Add to ``conds``/``params`` what finds the points of the tile: the districts near it,
-    its box (unless the period alone is the better read, see :func:`_period_index`) and its
-    cells (``:cells``, ``:cx0…:cy1``: one per tile, or the tile's CELLS_PER_TILE² when
-    ``aggregated``). ``days``: the number of days read, when not the whole period of ``q``."""
+                     days: list[date] | None = None) -> None:
+    """Add to ``conds``/``params`` what finds the points of the tile: the districts near it;
+    each day of the period with the tile's range of cell keys (a layer with ``cell_key``), or
+    else its box (unless the period alone is the better read, see :func:`_period_index`); and
+    its cells (``:cells``, ``:cx0…:cy1``: one per tile, or the tile's CELLS_PER_TILE² when
+    ``aggregated``). ``days``: the days read, when not the whole period of ``q``."""
     src = layer.source
     assert isinstance(src, Sql)
-    near, period_only = _period_index(session, layer, bounds, q, days=days)
+    near, period_only, held = _period_index(session, layer, bounds, q,
+                                            days=len(days) if days is not None else None)
     if near:
         conds.append(f"{src.district} = ANY(:near_districts)")
         params["near_districts"] = near
     lon0, lat0, lon1, lat1 = bounds.lonlat()
     eps = 1e-9  # the exact test is on the cell; the box only prefilters
     params.update(lon0=lon0 - eps, lat0=lat0 - eps, lon1=lon1 + eps, lat1=lat1 + eps)
-    if not period_only:
+    keyed = _keyed_days(src, q, held, days) if near else None
+    if keyed is not None:
+        # One short range of the (district, day, key) B-tree per day: the tile's points only.
+        conds.append(f"{src.time} = ANY(:key_days)")
+        conds.append(f"{src.cell_key} BETWEEN :point_key0 AND :point_key1")
+        key0, key1 = cellkey.tile_key_range(bounds.z, bounds.x, bounds.y)
+        params.update(key_days=keyed, point_key0=key0, point_key1=key1)
+    elif not period_only:
         conds.append(f"{src.index_geom} && ST_MakeEnvelope(:lon0, :lat0, :lon1, :lat1, 4326)")
     shift = CELLS_PER_TILE.bit_length() - 1 if aggregated else 0
     x, y, z = bounds.x, bounds.y, bounds.z
@@ -521,7 +531,8 @@ def _rollup_tile(session: Session, layer: Layer, bounds: TileBounds, q: LayerQue
             _point_prefilter(session, layer, bounds,
                              replace(q, since=edges[0][0], until=edges[-1][1]), conds,
                              point_params, aggregated=True,
-                             days=sum((d1 - d0).days + 1 for d0, d1 in edges))
+                             days=[d0 + timedelta(days=i) for d0, d1 in edges
+                                   for i in range((d1 - d0).days + 1)])
             rows = _points_in_cells_sql(layer, conds, [f"t.{d} AS {d}" for d in r.dims])
             points = rollups.points_sql(layer, rows)
             extra.update(point_params)
@@ -532,9 +543,31 @@ def _rollup_tile(session: Session, layer: Layer, bounds: TileBounds, q: LayerQue
     return _run_tile(session, sql, params)
 
 
+# The most days a tile asks the (district, day, key) index for one by one (one descent each).
+MAX_KEYED_DAYS = 400
+
+
+def _keyed_days(src: Sql, q: LayerQuery, held: tuple[date, date] | None,
+                days: list[date] | None) -> list[date] | None:
+    """The days to read through the cell-key index: ``days``, or those of the period that hold
+    rows in the districts (``held``: their first and last day); None where the layer has no
+    key, the period is open or longer than MAX_KEYED_DAYS."""
+    if not src.cell_key or held is None or (days is None and q.since is None):
+        return None
+    if days is None:
+        first = max(q.since, held[0])
+        last = min(q.until, held[1]) if q.until else held[1]
+        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    if len(days) > MAX_KEYED_DAYS:
+        return None
+    return days or [held[0] - timedelta(days=1)]  # no day of the period holds a row
+
+
 def _period_index(session: Session, layer: Layer, bounds: TileBounds,
-                  q: LayerQuery, *, days: int | None = None) -> tuple[list[str], bool]:
-    """The districts near the tile, and whether to read by period alone.
+                  q: LayerQuery, *, days: int | None = None,
+                  ) -> tuple[list[str], bool, tuple[date, date] | None]:
+    """The districts near the tile, whether to read by period alone, and the first and last
+    day holding rows in those districts (None: none).
 
     For a layer with a district column and a date filter, naming the districts lets the planner
     read the rows of the period from the (district, day) B-tree, alone or ANDed with the
@@ -542,12 +575,12 @@ def _period_index(session: Session, layer: Layer, bounds: TileBounds,
     spatial half then costs as much as the whole tile; so when the period is a smaller share of
     the district's history than the tile is of the district's extent (a week against a
     district-wide tile), the spatial test is left to the cells and only the period index is
-    read. ``([], False)``: no district prefilter (the spatial index, as for any layer).
+    read. ``([], False, None)``: no district prefilter (the spatial index, as for any layer).
     """
     src = layer.source
     assert isinstance(src, Sql)
     if not (src.district and src.time and q.since):
-        return [], False
+        return [], False, None
     lon0, lat0, lon1, lat1 = bounds.lonlat()
     rows = session.execute(text(
         """SELECT code, ST_XMin(geom) AS x0, ST_YMin(geom) AS y0, ST_XMax(geom) AS x1,
@@ -556,25 +589,26 @@ def _period_index(session: Session, layer: Layer, bounds: TileBounds,
              AND ST_Expand(geom, :m) && ST_MakeEnvelope(:a, :b, :c, :d, 4326)"""),
         {"m": _DISTRICT_MARGIN_DEG, "a": lon0, "b": lat0, "c": lon1, "d": lat1}).all()
     if not rows:
-        return [], False
+        return [], False, None
     codes = [r.code for r in rows]
     x0, y0 = min(r.x0 for r in rows), min(r.y0 for r in rows)
     x1, y1 = max(r.x1 for r in rows), max(r.y1 for r in rows)
     overlap = (max(0.0, min(x1, lon1) - max(x0, lon0)) * max(0.0, min(y1, lat1) - max(y0, lat0)))
     tile_share = overlap / max((x1 - x0) * (y1 - y0), 1e-12)
     # One district at a time: min() over "= ANY" would read the whole index.
-    first = session.scalar(text(
-        f"""SELECT min(s.first) FROM unnest(CAST(:d AS text[])) AS d(code)
-            CROSS JOIN LATERAL (SELECT min({src.time}) AS first FROM {src.from_}
-                                WHERE {src.district} = d.code) s"""), {"d": codes})
+    first, last = session.execute(text(
+        f"""SELECT min(s.first), max(s.last) FROM unnest(CAST(:d AS text[])) AS d(code)
+            CROSS JOIN LATERAL (SELECT min({src.time}) AS first, max({src.time}) AS last
+                                FROM {src.from_} WHERE {src.district} = d.code) s"""),
+        {"d": codes}).one()
     if first is None:
-        return codes, False
+        return codes, False, None
     # The period's share of the rows: its days among the days of the district's history (up
     # to today, whatever the period's end: the rows after it are in the spatial index too).
     today = today_cn()
     history = max((max(today, q.until or today) - min(first, q.since)).days + 1, 1)
     period_share = (days or ((q.until or today) - q.since).days + 1) / history
-    return codes, period_share < tile_share
+    return codes, period_share < tile_share, (first, last)
 
 
 def _point_tile_sql(layer: Layer, conds: list[str], aggregated: bool) -> str:

@@ -45,6 +45,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.access import Scope
+from gis import cellkey
 from layers.catalog import Layer, Rollup, Sql
 
 SPAN_DAY, SPAN_DEKAD, SPAN_MONTH, SPAN_QUARTER, SPAN_ALL = "d", "x", "m", "q", "a"
@@ -53,31 +54,10 @@ ALL_START = date(1970, 1, 1)  # the start of the one bucket of a layer without t
 SCOPE_LEVELS = (None, "district", "street")
 
 
-MAX_LEVEL = 24  # cell columns and rows of up to 24 bits: three bytes spread apart
-
-
-def _morton_sql(x: str, y: str) -> str:
-    """SQL of :func:`morton` for two bigint expressions (each spread a byte at a time)."""
-    table = "ARRAY[" + ", ".join(str(_spread(b)) for b in range(256)) + "]::bigint[]"
-
-    def spread(v: str) -> str:
-        return " | ".join(f"(({table})[(({v}) >> {8 * i} & 255) + 1] << {16 * i})"
-                          for i in range(MAX_LEVEL // 8))
-    return f"({spread(x)}) | (({spread(y)}) << 1)"
-
-
-def _spread(v: int) -> int:
-    v &= 0xFFFFFFFF
-    v = (v | (v << 16)) & 0x0000FFFF0000FFFF
-    v = (v | (v << 8)) & 0x00FF00FF00FF00FF
-    v = (v | (v << 4)) & 0x0F0F0F0F0F0F0F0F
-    v = (v | (v << 2)) & 0x3333333333333333
-    return (v | (v << 1)) & 0x5555555555555555
-
-
-def morton(x: int, y: int) -> int:
-    """The Z-order key of cell column ``x``, row ``y`` (bits of x at even places)."""
-    return _spread(x) | (_spread(y) << 1)
+MAX_LEVEL = cellkey.KEY_LEVEL  # cell columns and rows of up to 24 bits
+_morton_sql = cellkey.morton_sql
+_spread = cellkey.spread
+morton = cellkey.morton
 
 
 def _parts(layer: Layer) -> tuple[Sql, Rollup]:
