@@ -289,13 +289,14 @@ def test_points_read_by_day_and_cell_key_equal_the_spatial_read(session, monkeyp
     # The keyed read is the plan: one range of the index per day, no spatial index.
     conds, params = svc._conditions(layer, svc.parse_query(session, layer, {}, tiles=True), None)
     b = svc.tile_bounds(15, *_busiest_tile(session, 15))
-    svc._point_prefilter(session, layer, b, svc.parse_query(session, layer, {}, tiles=True),
-                         conds, params, aggregated=True)
-    assert len(params["key_days"]) <= 7 and "t.cell_key BETWEEN" in " ".join(conds)
+    keyed = svc._point_prefilter(session, layer, b,
+                                 svc.parse_query(session, layer, {}, tiles=True), conds, params,
+                                 aggregated=True)
+    assert keyed and len(params["key_days"]) <= 7 and "t.cell_key BETWEEN" in " ".join(conds)
     params.update(layer="patrols", extent=svc.TILE_EXTENT, mx0=b.mx0, my0=b.my0, mx1=b.mx1,
                   my1=b.my1)
     plan = "\n".join(session.execute(text(
-        "EXPLAIN " + svc._point_tile_sql(layer, conds, True)), params).scalars())
+        "EXPLAIN " + svc._point_tile_sql(layer, conds, True, keyed=True)), params).scalars())
     assert "ix_patrols_district_code_patrol_on_cell_key" in plan
     assert "ix_patrols_location" not in plan
 

@@ -437,8 +437,8 @@ def tile(session: Session, layer: Layer, z: int, x: int, y: int, q: LayerQuery, 
     params.update(layer=layer.name, extent=TILE_EXTENT, mx0=bounds.mx0, my0=bounds.my0,
                   mx1=bounds.mx1, my1=bounds.my1)
     if layer.geometry == "point":
-        _point_prefilter(session, layer, bounds, q, conds, params, aggregated=aggregated)
-        sql = _point_tile_sql(layer, conds, aggregated)
+        keyed = _point_prefilter(session, layer, bounds, q, conds, params, aggregated=aggregated)
+        sql = _point_tile_sql(layer, conds, aggregated, keyed=keyed)
     else:
         near, _, _ = _period_index(session, layer, bounds, q)
         if near:
@@ -453,12 +453,14 @@ def tile(session: Session, layer: Layer, z: int, x: int, y: int, q: LayerQuery, 
 
 def _point_prefilter(session: Session, layer: Layer, bounds: TileBounds, q: LayerQuery,
                      conds: list[str], params: dict[str, Any], *, aggregated: bool,
-                     days: list[date] | None = None) -> None:
+                     days: list[date] | None = None) -> bool:
     """Add to ``conds``/``params`` what finds the points of the tile: the districts near it;
     each day of the period with the tile's range of cell keys (a layer with ``cell_key``), or
     else its box (unless the period alone is the better read, see :func:`_period_index`); and
     its cells (``:cells``, ``:cx0…:cy1``: one per tile, or the tile's CELLS_PER_TILE² when
-    ``aggregated``). ``days``: the days read, when not the whole period of ``q``."""
+    ``aggregated``). ``days``: the days read, when not the whole period of ``q``. True when
+    the read is keyed: then ``:key_shift`` turns a point's key into its cell's (``__key``, see
+    :func:`_points_in_cells_sql`), and the key range alone is the exact test of the tile."""
     src = layer.source
     assert isinstance(src, Sql)
     near, period_only, held = _period_index(session, layer, bounds, q,
@@ -481,7 +483,9 @@ def _point_prefilter(session: Session, layer: Layer, bounds: TileBounds, q: Laye
     shift = CELLS_PER_TILE.bit_length() - 1 if aggregated else 0
     x, y, z = bounds.x, bounds.y, bounds.z
     params.update(cells=float(1 << (z + shift)), cx0=x << shift, cx1=((x + 1) << shift) - 1,
-                  cy0=y << shift, cy1=((y + 1) << shift) - 1)
+                  cy0=y << shift, cy1=((y + 1) << shift) - 1,
+                  key_shift=2 * (cellkey.KEY_LEVEL - z - shift))
+    return keyed is not None
 
 
 def _run_tile(session: Session, sql: str, params: dict[str, Any]) -> bytes:
@@ -528,13 +532,14 @@ def _rollup_tile(session: Session, layer: Layer, bounds: TileBounds, q: LayerQue
                 + ")")
             for i, (d0, d1) in enumerate(edges):
                 point_params.update({f"edge{i}_0": d0, f"edge{i}_1": d1})
-            _point_prefilter(session, layer, bounds,
-                             replace(q, since=edges[0][0], until=edges[-1][1]), conds,
-                             point_params, aggregated=True,
-                             days=[d0 + timedelta(days=i) for d0, d1 in edges
-                                   for i in range((d1 - d0).days + 1)])
-            rows = _points_in_cells_sql(layer, conds, [f"t.{d} AS {d}" for d in r.dims])
-            points = rollups.points_sql(layer, rows)
+            keyed = _point_prefilter(session, layer, bounds,
+                                     replace(q, since=edges[0][0], until=edges[-1][1]), conds,
+                                     point_params, aggregated=True,
+                                     days=[d0 + timedelta(days=i) for d0, d1 in edges
+                                           for i in range((d1 - d0).days + 1)])
+            rows = _points_in_cells_sql(layer, conds, [f"t.{d} AS {d}" for d in r.dims],
+                                        keyed=keyed)
+            points = rollups.points_sql(layer, rows, keyed=keyed)
             extra.update(point_params)
     sql, params = rollups.tile_sql(layer, level, key0, key1, q.values, scope,
                                    with_time=with_time, points=points)
@@ -611,8 +616,10 @@ def _period_index(session: Session, layer: Layer, bounds: TileBounds,
     return codes, period_share < tile_share, (first, last)
 
 
-def _point_tile_sql(layer: Layer, conds: list[str], aggregated: bool) -> str:
-    """Points of the tile, or one point per occupied cell with ``count`` (``aggregated``).
+def _point_tile_sql(layer: Layer, conds: list[str], aggregated: bool, *,
+                    keyed: bool = False) -> str:
+    """Points of the tile, or one point per occupied cell with ``count`` (``aggregated``);
+    ``keyed``: ``conds`` read the tile's keys (:func:`_point_prefilter`), cells are keys.
 
     The subqueries with ``OFFSET 0`` are evaluated once each, in order: the geometry, then its
     coordinates, then its cell (inlined, the planner would repeat the expressions wherever
@@ -626,7 +633,7 @@ def _point_tile_sql(layer: Layer, conds: list[str], aggregated: bool) -> str:
     else:
         carried = [f'{expr} AS "{name}"' for name, expr in src.columns.items()]
         carried += [f"{src.id} AS __fid"] if src.id else []
-    cells = _points_in_cells_sql(layer, conds, carried)
+    cells = _points_in_cells_sql(layer, conds, carried, keyed=keyed)
     if aggregated:
         sums = "".join(f', (count(*) FILTER (WHERE "__s_{name}"))::int AS "{name}"'
                        for name in src.cluster_sums)
@@ -634,7 +641,7 @@ def _point_tile_sql(layer: Layer, conds: list[str], aggregated: bool) -> str:
                  f"{_MERCATOR_Y.format(lat='avg(__lat)')})")
         select = (f"SELECT count(*)::int AS count{sums}, ST_AsMVTGeom(ST_SetSRID({point}, 3857), "
                   f"{envelope}, :extent, 0, false) AS geom FROM ({cells}) k "
-                  "GROUP BY __cx, __cy")
+                  + ("GROUP BY __key" if keyed else "GROUP BY __cx, __cy"))
         mvt = "ST_AsMVT(q, :layer, :extent, 'geom')"
     else:
         names = ", ".join([f'"{name}"' for name in src.columns] + (["__fid"] if src.id else []))
@@ -646,12 +653,21 @@ def _point_tile_sql(layer: Layer, conds: list[str], aggregated: bool) -> str:
     return f"SELECT {mvt} FROM ({select}) q"
 
 
-def _points_in_cells_sql(layer: Layer, conds: list[str], carried: list[str]) -> str:
+def _points_in_cells_sql(layer: Layer, conds: list[str], carried: list[str], *,
+                         keyed: bool = False) -> str:
     """The rows matching ``conds`` that lie in the cells ``:cx0…:cy1`` of ``2^:cells``, with
-    the ``carried`` columns, ``__lon``, ``__lat`` and their cell ``__cx``, ``__cy``."""
+    the ``carried`` columns, ``__lon``, ``__lat`` and their cell ``__cx``, ``__cy``; or, when
+    ``keyed`` (``conds`` hold the tile's key range, exact), their cell's key ``__key``: the
+    point's zoom-24 key without its last ``:key_shift`` bits (no formula per row)."""
     src = layer.source
     assert isinstance(src, Sql)
     where = " AND ".join(conds)
+    if keyed:
+        assert src.cell_key and src.lonlat
+        lon, lat = src.lonlat
+        columns = ", ".join([*carried, f"{lon} AS __lon", f"{lat} AS __lat",
+                             f"{src.cell_key} >> :key_shift AS __key"])
+        return f"SELECT {columns} FROM {src.from_} WHERE {where}"
     # The box again on the coordinates (a comparison, where the rows were read by period
     # alone), so that the cell formulas run only for the rows near the tile.
     def box(lon: str, lat: str) -> str:

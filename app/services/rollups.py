@@ -237,15 +237,19 @@ def tile_sql(layer: Layer, level: int, key0: int, key1: int, values: dict[str, A
           GROUP BY t.key HAVING sum(t.n) > 0) q""", params)
 
 
-def points_sql(layer: Layer, rows: str) -> str:
+def points_sql(layer: Layer, rows: str, *, keyed: bool = False) -> str:
     """Cells in the shape of the rollup's, counted from ``rows`` (a statement giving the
-    rollup's dims, ``__lon``, ``__lat`` and the cell ``__cx``, ``__cy`` of each point)."""
+    rollup's dims, ``__lon``, ``__lat`` and the cell ``__cx``, ``__cy`` of each point, or,
+    ``keyed``, the cell's key ``__key``)."""
     _, r = _parts(layer)
     dims = ", ".join(f"p.{d}" for d in r.dims)
-    return f"""SELECT {_morton_sql('p.__cx', 'p.__cy')} AS key, {dims}, p.n, p.sum_lon, p.sum_lat
-        FROM (SELECT k.__cx, k.__cy, {', '.join(f'k.{d}' for d in r.dims)},
-                     count(*)::int AS n, sum(k.__lon) AS sum_lon, sum(k.__lat) AS sum_lat
-              FROM ({rows}) k GROUP BY k.__cx, k.__cy, {', '.join(f'k.{d}' for d in r.dims)}) p"""
+    cell = ["k.__key"] if keyed else ["k.__cx", "k.__cy"]
+    key = "p.__key" if keyed else _morton_sql("p.__cx", "p.__cy")
+    group = ", ".join([*cell, *(f"k.{d}" for d in r.dims)])
+    return f"""SELECT {key} AS key, {dims}, p.n, p.sum_lon, p.sum_lat
+        FROM (SELECT {group}, count(*)::int AS n, sum(k.__lon) AS sum_lon,
+                     sum(k.__lat) AS sum_lat
+              FROM ({rows}) k GROUP BY {group}) p"""
 
 
 def missing_days(chosen: list[tuple[str, date]], level: int,

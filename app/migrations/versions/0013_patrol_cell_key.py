@@ -10,7 +10,8 @@ ANDed that read with the spatial index: 126,000 entries of 23 days and 49,600 in
 cell (``gis/cellkey.py``; a tile of any zoom is one range of those keys), and the index is
 (district, day, key): the tile asks for each day of the period (``day = ANY(…)``), and each day
 is one short range of the index, still carrying the street code and the coordinates. The
-upgrade rewrites the table (about 10 s per million patrols) and builds the index again.
+upgrade rewrites the table (about 10 s per million patrols), builds the index again and vacuums
+the table (outside the migration's transaction), so that index-only reads stay index-only.
 """
 
 from collections.abc import Sequence
@@ -34,7 +35,10 @@ def upgrade() -> None:
     op.create_index('ix_patrols_district_code_patrol_on_cell_key', 'patrols',
                     ['district_code', 'patrol_on', 'cell_key'], unique=False,
                     postgresql_include=['street_code', 'lon', 'lat'])
-    op.execute(sa.text('ANALYZE patrols'))
+    # The rewrite left the visibility map empty: until a vacuum, every index-only read of the
+    # points visits the table (a zoom-13 tile of a year's edge days: 80 ms instead of 39).
+    with op.get_context().autocommit_block():
+        op.execute(sa.text('VACUUM (ANALYZE) patrols'))
 
 
 def downgrade() -> None:
