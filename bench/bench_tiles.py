@@ -35,10 +35,15 @@ The build's patrol time includes the rollup's trigger (one statement of 2,000,00
 And the GeoJSON endpoints of the bounded layers with the district's bbox (patrols with one
 grid's bbox), timed the same way. Target: p95 ≤ 50 ms a tile at every zoom.
 
+With ``--gc-peer`` a second server, started with ``XIAOSAN_GC_FREEZE=0`` (its long-lived objects
+left to the garbage collector's full walks, see ``app/gcpolicy.py``), answers every tile and
+GeoJSON request too, taking turns with the served one (rows "peer: gc not frozen"); at the end
+each server's collections and their longest pause are printed from its ``/health``.
+
 Usage::
 
     .venv/bin/python bench/bench_tiles.py [--patrols N] [--projects M] [--samples K]
-        [--naive-max-zoom Z] [--peer-max-zoom Z] [--keep] [--reuse DBNAME]
+        [--naive-max-zoom Z] [--peer-max-zoom Z] [--gc-peer] [--keep] [--reuse DBNAME]
 """
 
 from __future__ import annotations
