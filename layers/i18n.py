@@ -148,6 +148,9 @@ _TEXTS: dict[str, tuple[str, str]] = {
     "grid.remove": ("移除 {name}", "Remove {name}"),
     "grid.none_chosen": ("请选择一个或多个网格。", "Choose one or more grids."),
     "grid.unknown": ("未找到网格：{codes}", "No such grid: {codes}"),
+    "grid.suggested": ("未指定网格：先显示辖区内超期未巡查工地最多的网格（{name}），可另选。",
+                       "No grid chosen: showing the grid of your area with the most overdue "
+                       "sites ({name}); choose others."),
     "grid.summary": ("本网格概况", "In my grids"),
     "grid.overdue": ("超期事项", "Overdue"),
     "grid.overdue_sites": ("超期未巡查工地", "Sites overdue for a visit"),

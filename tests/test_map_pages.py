@@ -368,6 +368,33 @@ def _store_plan(session, day: date, sites) -> int:
     return plan_id
 
 
+def test_a_desk_opened_with_no_grid_shows_the_most_overdue_one(client, client_as, busy):
+    """An account with no grid of its own, at /map/grid with none named, is shown the grid of
+    its area with the most overdue sites (the service's count), and told so."""
+    from app.access import Scope
+    from app.services import coverage
+
+    def most_overdue(scope=None) -> str:
+        items = [i for i in coverage.blind_spots(busy, district=DISTRICT, scope=scope)
+                 if i["active_sites"]]
+        top = max(items, key=lambda i: (i["overdue_sites"], i["active_sites"],
+                                        [-ord(ch) for ch in i["grid_code"]]))
+        return top["grid_code"]
+
+    boot = _boot(client.get("/map/grid").text)
+    assert boot["suggested"] == most_overdue() and boot["chosen"] == [boot["suggested"]]
+    assert "grid.suggested" in boot["texts"] and "{name}" in boot["texts"]["grid.suggested"]
+    street = client_as("street_official", "440304001000")
+    boot = _boot(street.get("/map/grid").text)
+    assert boot["suggested"].startswith("440304001")
+    assert boot["suggested"] == most_overdue(Scope.of_account(
+        role="street_official", scope_code="440304001000", estate_ids=None, inspector_code=None,
+        username="s"))
+    # A grid named in the address, or a grid worker's own, is not replaced.
+    boot = _boot(client.get("/map/grid", params={"grid": "440304001018001"}).text)
+    assert boot["suggested"] is None and boot["chosen"] == ["440304001018001"]
+
+
 def test_grid_desk_follows_the_account_scope(client_as, session):
     mine, theirs = "440304001018001", "440304006020020"  # grids of two different streets
     worker = client_as("grid_worker", mine)

@@ -24,7 +24,7 @@ from app.api.access import PlanAccess, ReferenceAccess
 from app.api.deps import SessionDep
 from app.config import get_settings
 from app.rules import KINDS, get_rules
-from app.services import route_plans
+from app.services import route_plans, worklist
 from app.services.registration import today_cn
 from layers import i18n
 from layers.basemaps import roads_geojson_bytes
@@ -80,7 +80,8 @@ def grid_page(
     """Grid managers: my grids' sites, overdue items, hazards to verify, today's route.
 
     The picker offers the grids of the account's area; a grid worker's own grid is chosen
-    when the address names none.
+    when the address names none, and any other account is shown the grid of its area with the
+    most overdue sites (``suggested``), so the desk never opens empty.
     """
     lang = i18n.lang_of(lang)
     district = access.district(district, get_settings().demo_district)
@@ -106,9 +107,13 @@ def grid_page(
     if not wanted and access.scope.level == "grid" and access.scope.code:
         wanted = [access.scope.code]
     known = {g["code"] for g in boot["grids"]}
+    boot["suggested"] = None
+    if not wanted:
+        boot["suggested"] = worklist.most_overdue_grid(session, district, known)
+        wanted = [boot["suggested"]] if boot["suggested"] else []
     boot["chosen"] = [c for c in wanted if c in known]
     boot["unknown"] = [c for c in wanted if c not in known]
-    params = {"grid": ",".join(wanted)} if wanted else {}
+    params = {"grid": ",".join(wanted)} if wanted and not boot["suggested"] else {}
     if district != get_settings().demo_district:
         params["district"] = district
     return HTMLResponse(render_page("grid", lang=lang, boot=boot, params=params))

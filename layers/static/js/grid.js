@@ -286,7 +286,10 @@
       document.getElementById('pick-note').textContent = t('grid.none_chosen');
       return;
     }
-    document.getElementById('pick-note').textContent = '';
+    const suggested = boot.suggested && chosen.length === 1 && chosen[0] === boot.suggested;
+    document.getElementById('pick-note').textContent = suggested
+      ? t('grid.suggested', { name: byCode[boot.suggested] ? byCode[boot.suggested].name : boot.suggested })
+      : '';
     XS.status(t('loading'));
     const q = { grid: chosen.join(',') };
     const [grids, sites, hazards, clocks, route] = await Promise.all([
