@@ -184,7 +184,7 @@ def _months(today: date, n: int) -> dict[str, str]:
 def test_long_periods_at_street_zoom_come_from_the_month_cells(session):
     layer = catalog.PATROLS
     r = layer.source.rollup
-    assert r.spans_at(19) == "mq" and r.spans_at(18) == "dxmq"
+    assert r.spans_at(18) == "dxmq" and r.spans_at(19) == "xmq" and r.spans_at(20) == "mq"
     today = today_cn()
     year = _months(today, 12)
     # z13-z16 of a year are aggregated (z16 only because the period is long) ...
@@ -205,6 +205,11 @@ def test_long_periods_at_street_zoom_come_from_the_month_cells(session):
     first, last = rollups.days_with_data(session, layer)
     edges = rollups.missing_days(rollups.buckets(q.since, q.until, first, last), 20, r)
     assert edges == [(q.since, rollups._month_end(q.since))]
+    # Level 19 (zoom-13 tiles) keeps the 旬 too: only the days before the first whole 旬 are
+    # counted from the points there.
+    edges19 = rollups.missing_days(rollups.buckets(q.since, q.until, first, last), 19, r)
+    assert edges19 == ([] if q.since.day in (1, 11, 21) else
+                       [(q.since, rollups._dekad(q.since)[1])])
     for z in (12, 13):
         x, y = _busiest_tile(session, z)
         assert svc._rollup_tile(session, layer, svc.tile_bounds(z, x, y), q, None)
@@ -223,13 +228,18 @@ def test_long_periods_at_street_zoom_come_from_the_month_cells(session):
     scope = Scope.of_account(role="street_official", scope_code=street, estate_ids=None,
                              inspector_code=None, username="s")
     assert _same_tiles(session, layer, both, zooms=(14,), scope=scope) > 0
-    # Less than a whole month at a fine level: the points answer.
+    # Less than a whole month at a level keeping months only (zoom 14): the points answer;
+    # at zoom 13 its whole 旬 come from the cells and its other days from the points.
     last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
     short = {"since": last_month.replace(day=2).isoformat(),
              "until": last_month.replace(day=25).isoformat()}
     q = svc.parse_query(session, layer, short, tiles=True)
+    x, y = _busiest_tile(session, 14)
+    assert svc._rollup_tile(session, layer, svc.tile_bounds(14, x, y), q, None) is None
     x, y = _busiest_tile(session, 13)
-    assert svc._rollup_tile(session, layer, svc.tile_bounds(13, x, y), q, None) is None
+    assert svc._rollup_tile(session, layer, svc.tile_bounds(13, x, y), q, None)
+    assert rollups.missing_days(rollups.buckets(q.since, q.until, first, last), 19, r) == [
+        (q.since, q.since.replace(day=10)), (q.until.replace(day=21), q.until)]
     # A week at z16 is points, with their ids.
     week = svc.parse_query(session, layer, {}, tiles=True)
     assert not layer.aggregated(16, svc.long_period(layer, week))

@@ -270,8 +270,10 @@ def missing_days(chosen: list[tuple[str, date]], level: int,
 # --- DDL ---------------------------------------------------------------------------------------
 
 
-def _cells_select(layer: Layer, rows: str, sign: int) -> str:
-    """The cells of the rows of ``rows`` (a table or transition table), signed, grouped."""
+def _cells_select(layer: Layer, rows: str, sign: int, *,
+                  only: tuple[int, str] | None = None) -> str:
+    """The cells of the rows of ``rows`` (a table or transition table), signed, grouped;
+    ``only``: those of one (level, span)."""
     src, r = _parts(layer)
     dims = ", ".join(f"p.{d}" for d in r.dims)
     if r.time:
@@ -289,8 +291,13 @@ def _cells_select(layer: Layer, rows: str, sign: int) -> str:
 
     cells = "power(2::float8, l.level)"
     levels = ", ".join(str(v) for v in r.levels)
-    keep = (f"WHERE l.level < {r.months_from} OR s.span IN ('{SPAN_MONTH}', '{SPAN_QUARTER}')"
-            if r.time and r.months_from is not None else "")
+    keep = ""
+    if r.time and r.months_from is not None:
+        keep = f"WHERE l.level < {r.months_from} OR s.span IN ('{SPAN_MONTH}', '{SPAN_QUARTER}')"
+        if r.dekads_to is not None:
+            keep += f" OR (l.level <= {r.dekads_to} AND s.span = '{SPAN_DEKAD}')"
+    if only is not None:
+        levels, keep = str(only[0]), f"WHERE s.span = '{only[1]}'"
     return f"""
         SELECT l.level::smallint, s.span, s.start, {_morton_sql('c.cx', 'c.cy')} AS key,
                {dims}, ({sign} * count(*))::int AS n, {sign} * sum(p.__lon) AS sum_lon,
@@ -394,6 +401,17 @@ def quarters_sql(layer: Layer) -> str:
         FROM {r.table} WHERE span = '{SPAN_MONTH}'
         GROUP BY level, quarter, key, {dims} HAVING sum(n) <> 0
         ORDER BY level, quarter, key, {dims}"""
+
+
+def span_cells_sql(layer: Layer, level: int, span: str) -> list[str]:
+    """The cells of one (level, span) made again from the table: those there deleted, then
+    counted from the points (a rollup that starts keeping a span at a level)."""
+    _, r = _parts(layer)
+    key = ", ".join(["level", "span", "start", "key", *r.dims])
+    table = _table(layer.source)
+    return [f"DELETE FROM {r.table} WHERE level = {int(level)} AND span = '{span}'",
+            f"INSERT INTO {r.table} ({key}, n, sum_lon, sum_lat) "
+            f"{_cells_select(layer, table, 1, only=(level, span))}"]
 
 
 def drop_sql(layer: Layer) -> list[str]:
