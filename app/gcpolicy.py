@@ -2,11 +2,11 @@
 
 CPython's full (oldest-generation) collection walks every tracked object. A server holds a
 quarter of a million of them from its imports alone (FastAPI, SQLAlchemy, shapely, geopandas,
-PyVRP…), plus what it keeps (grid outlines, road networks): a full collection costs 30–140 ms
+PyVRP…), plus what it keeps (grid outlines, road networks): a full collection costs 140–200 ms
 on this project's machines, and it falls on whichever request happened to allocate the
-object that crossed the threshold (a blind-spot map builds some 40,000). Those objects never
-die: :func:`settle` collects once and moves everything alive into the permanent generation
-(:func:`gc.freeze`), so later collections walk only what requests allocate. It is called
+object that crossed the threshold. Those objects never die: :func:`settle` collects once
+and moves everything alive into the permanent generation (:func:`gc.freeze`), so later
+collections walk only what requests allocate. It is called
 when the warm-up has filled its caches (the imports' objects with them) and after a road
 network is read. Reference cycles made later are still collected as before; an object frozen
 alive and dropped later in a cycle is not (the process's long-lived objects, by design).
