@@ -243,6 +243,18 @@ def _request(client: httpx.Client, url: str, params: dict | None = None) -> tupl
     return ms, len(r.content), r.status_code
 
 
+def _in_turn(i: int, peer: httpx.Client | None, url: str, params: dict | None,
+             peer_times: list[float], served):
+    """``served()``, with the peer's same request timed into ``peer_times`` (when there is a
+    peer) before it on odd turns and after it on even ones; returns what ``served()`` did."""
+    if peer is not None and i % 2:
+        peer_times.append(_request(peer, url, params)[0])
+    out = served()
+    if peer is not None and not i % 2:
+        peer_times.append(_request(peer, url, params)[0])
+    return out
+
+
 NAIVE = """SELECT ST_AsMVT(q, 'patrols', 4096, 'geom') FROM (
     SELECT id, force, ST_AsMVTGeom(ST_Transform(location, 3857), ST_TileEnvelope(:z, :x, :y),
                                    4096, 64, true) AS geom
@@ -347,14 +359,15 @@ def _geojson_series(client: httpx.Client, session, samples: int, peer: httpx.Cli
         if r.status_code != 200:
             raise SystemExit(f"/api/layers/{name}: {r.status_code} {r.text[:300]}")
         peer_first = _request(peer, f"/api/layers/{name}", params)[0] if peer else 0.0
-        for i in range(samples):
-            if peer is not None and i % 2:
-                peer_times.append(_request(peer, f"/api/layers/{name}", params)[0])
+
+        def timed_get(name=name, params=params):
             t = time.perf_counter()
             r = client.get(f"/api/layers/{name}", params=params)
-            times.append((time.perf_counter() - t) * 1000)
-            if peer is not None and not i % 2:
-                peer_times.append(_request(peer, f"/api/layers/{name}", params)[0])
+            return (time.perf_counter() - t) * 1000, r
+
+        for i in range(samples):
+            ms, r = _in_turn(i, peer, f"/api/layers/{name}", params, peer_times, timed_get)
+            times.append(ms)
             sizes.append(len(r.content))
             counts = r.json()["count"]
         med, p95, size, _ = _stats(times, sizes)
@@ -516,11 +529,9 @@ def main() -> None:
                     times, sizes, empty, peer_times = [], [], 0, []
                     for i, (x, y) in enumerate(tiles[z]):
                         url_ = f"/tiles/{layer}/{z}/{x}/{y}.pbf"
-                        if peer is not None and i % 2:  # taking turns: which one goes first
-                            peer_times.append(_request(peer, url_, params)[0])
-                        ms, size, status = _request(client, url_, params)
-                        if peer is not None and not i % 2:
-                            peer_times.append(_request(peer, url_, params)[0])
+                        ms, size, status = _in_turn(
+                            i, peer, url_, params, peer_times,
+                            lambda url_=url_, params=params: _request(client, url_, params))
                         times.append(ms)
                         sizes.append(size)
                         empty += status == 204

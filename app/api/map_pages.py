@@ -24,7 +24,7 @@ from app.api.access import PlanAccess, ReferenceAccess
 from app.api.deps import SessionDep
 from app.config import get_settings
 from app.rules import KINDS, get_rules
-from app.services import route_plans, worklist
+from app.services import coverage, route_plans
 from app.services.registration import today_cn
 from layers import i18n
 from layers.basemaps import roads_geojson_bytes
@@ -109,7 +109,7 @@ def grid_page(
     known = {g["code"] for g in boot["grids"]}
     boot["suggested"] = None
     if not wanted:
-        boot["suggested"] = worklist.most_overdue_grid(session, district, known)
+        boot["suggested"] = coverage.most_overdue_grid(session, district, known)
         wanted = [boot["suggested"]] if boot["suggested"] else []
     boot["chosen"] = [c for c in wanted if c in known]
     boot["unknown"] = [c for c in wanted if c not in known]

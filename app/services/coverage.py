@@ -238,6 +238,22 @@ def blind_spots(
     return out
 
 
+def most_overdue_grid(session: Session, district: str, allowed: set[str], *,
+                      rules: PatrolRules | None = None) -> str | None:
+    """The grid among ``allowed`` with the most sites overdue for a visit today (then the most
+    active sites, then the code), counted as the blind spots count them (``grid_dues``): what
+    a desk opened with no grid of its own shows first."""
+    rules = rules or get_patrol_rules()
+    day = today_cn()
+    rows = session.execute(text(
+        f"""WITH {_per_grid_sql(None, rules, "", "kept")}
+            SELECT grid_code FROM per_grid
+            ORDER BY overdue_sites DESC, active_sites DESC, grid_code"""),
+        {"district_code": district, "active": list(rules.active_states), "day": day,
+         "due_high": rules.due_days_high_risk, "due_other": rules.due_days_other}).scalars()
+    return next((code for code in rows if code in allowed), None)
+
+
 def blind_spots_geojson(items: list[dict[str, Any]], *, only_blind: bool = False) -> dict:
     features = []
     for item in items:

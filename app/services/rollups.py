@@ -56,7 +56,6 @@ SCOPE_LEVELS = (None, "district", "street")
 
 MAX_LEVEL = cellkey.KEY_LEVEL  # cell columns and rows of up to 24 bits
 _morton_sql = cellkey.morton_sql
-_spread = cellkey.spread
 morton = cellkey.morton
 
 

@@ -61,27 +61,6 @@ def _in_scope(scope: Scope | None, alias: str, geom: str) -> tuple[str, dict[str
     return scope.sql(alias, geom=geom) if scope is not None else ("true", {})
 
 
-def most_overdue_grid(session: Session, district: str, allowed: set[str], *,
-                      rules: PatrolRules | None = None) -> str | None:
-    """The grid among ``allowed`` with the most sites overdue for a visit today (then the most
-    active sites, then the code): what a desk opened with no grid of its own shows first.
-    Counted from ``grid_dues`` (per grid, state, risk and due base; app/services/grid_dues.py).
-    """
-    from app.services import grid_dues
-
-    rules = rules or get_patrol_rules()
-    rows = session.execute(text(
-        f"""SELECT grid_code FROM {grid_dues.TABLE}
-            WHERE district_code = :d AND state = ANY(:active)
-            GROUP BY grid_code
-            ORDER BY coalesce(sum(sites) FILTER (WHERE base_on < CAST(:day AS date)
-                         - CASE WHEN high_risk THEN :due_high ELSE :due_other END), 0) DESC,
-                     sum(sites) DESC, grid_code"""),
-        {"d": district, "active": list(rules.active_states), "day": today_cn(),
-         "due_high": rules.due_days_high_risk, "due_other": rules.due_days_other}).scalars()
-    return next((code for code in rows if code in allowed), None)
-
-
 def active_sites(session: Session, grids: list[str], *, rules: PatrolRules | None = None,
                  scope: Scope | None = None) -> list[dict[str, Any]]:
     """Active sites in the grids with their state, last visit and days since it."""
